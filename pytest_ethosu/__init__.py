@@ -1,0 +1,28 @@
+"""pytest-ethosu: gate Arm Ethos-U performance estimates from the Vela compiler in pytest."""
+
+from __future__ import annotations
+
+from .errors import (
+    EthosuError,
+    EthosuWarning,
+    ModelError,
+    TargetError,
+    VelaCrash,
+    VelaError,
+    VelaTimeout,
+    WorkerStartError,
+)
+from .result import EstimateResult, Layer
+
+__all__ = [
+    "EstimateResult",
+    "EthosuError",
+    "EthosuWarning",
+    "Layer",
+    "ModelError",
+    "TargetError",
+    "VelaCrash",
+    "VelaError",
+    "VelaTimeout",
+    "WorkerStartError",
+]

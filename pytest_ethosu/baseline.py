@@ -1,0 +1,152 @@
+"""The baseline file: where it lives, what it holds, and how it is read and written.
+
+One JSON file per (test, estimate name)::
+
+    baselines/<test file path without .py>/<test name>/<estimate name>.json
+
+Every path component comes from ``safe_component``, which never lets a name escape the
+directory and never maps two different names to one file.  The file is made for git: sorted
+keys, 2-space indent, trailing newline, no timestamps, so an update that changes nothing
+writes nothing and a real change is a small diff.  Writes go to a temporary file in the same
+directory and are moved into place with ``os.replace``, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import EthosuError
+from .result import TOTAL_METRICS, EstimateResult
+
+SCHEMA_VERSION = 1
+SUFFIX = ".json"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@\[\]-]")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+_MAX_COMPONENT = 80
+
+
+class BaselineError(EthosuError):
+    """A baseline file exists but cannot be used; it is never overwritten by a check."""
+
+
+def safe_component(name: str) -> str:
+    """A file name for ``name`` that every filesystem accepts and that cannot escape.
+
+    Names made only of safe characters are kept as they are.  Any other name keeps a readable
+    sanitised form and gets a hash of the original, so names that differ only in unsafe
+    characters still get different files.
+    """
+    clean = _UNSAFE.sub("_", name).strip(".")
+    reserved = clean.split(".")[0].upper() in _RESERVED
+    if clean == name and clean and not reserved and len(clean) <= _MAX_COMPONENT:
+        return clean
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{clean[:_MAX_COMPONENT - 11] or '_'}-{digest}"
+
+
+def test_directory(root: Path, nodeid: str) -> Path:
+    """The directory holding one test's baselines, from its node id."""
+    file_part, _, test_part = nodeid.partition("::")
+    module = [safe_component(p) for p in Path(file_part).with_suffix("").parts]
+    tests = [safe_component(p) for p in test_part.split("::") if p]
+    return root.joinpath(*module, *tests)
+
+
+def baseline_path(root: Path, nodeid: str, name: str) -> Path:
+    return test_directory(root, nodeid) / (safe_component(name) + SUFFIX)
+
+
+def to_document(result: EstimateResult, nodeid: str, name: str) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "test": nodeid,
+        "name": name,
+        "model": {"path": result.model, "sha256": result.model_sha256},
+        "estimator": estimator_identity(result),
+        "totals": result.totals(),
+        "layers": [layer.to_dict() for layer in result.layers],
+    }
+
+
+def estimator_identity(result: EstimateResult) -> dict[str, Any]:
+    """What produced an estimate; a change here means the numbers may move on their own."""
+    target = {k: result.target[k] for k in ("accelerator", "system_config", "memory_mode",
+                                             "core_clock", "config_files", "vela_args")}
+    return {"vela_version": result.vela_version, "core": result.core, "target": target}
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read and validate a baseline; every problem names the file and the way out."""
+    fix = ("Fix or delete the file, then run pytest --ethosu-update to write a new one "
+           "(check the diff before committing it).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BaselineError(f"baseline {path} is not UTF-8 text. {fix}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"baseline {path} is not valid JSON (line {exc.lineno}, column "
+                            f"{exc.colno}: {exc.msg}). {fix}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("schema"), int):
+        raise BaselineError(f"baseline {path} is not a pytest-ethosu baseline (no schema version). {fix}")
+    schema = document["schema"]
+    if schema > SCHEMA_VERSION:
+        raise BaselineError(f"baseline {path} has schema {schema}, newer than this pytest-ethosu "
+                            f"understands ({SCHEMA_VERSION}). Upgrade pytest-ethosu.")
+    if schema < 1:
+        raise BaselineError(f"baseline {path} has unknown schema {schema}. {fix}")
+    missing = [key for key in ("estimator", "totals", "layers", "model") if key not in document]
+    if missing or not isinstance(document["layers"], list) or not isinstance(document["totals"], dict):
+        raise BaselineError(f"baseline {path} lacks {', '.join(missing) or 'a valid layer list'}. {fix}")
+    unknown = [k for k in document["totals"] if k not in TOTAL_METRICS]
+    if unknown:
+        raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")
+    return document
+
+
+def write(path: Path, document: dict[str, Any]) -> bool:
+    """Write atomically; return False (and touch nothing) when the content is unchanged."""
+    text = dumps(document)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return True
+
+
+def remove(path: Path, root: Path) -> None:
+    """Delete a baseline and the directories under ``root`` that it leaves empty."""
+    path.unlink()
+    parent = path.parent
+    while parent != root and root in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent

@@ -1,0 +1,248 @@
+"""Comparing an estimate with its baseline: tolerances, layer matching and the verdict.
+
+Gated metrics
+-------------
+Totals: cycles (total, NPU, and each memory area's access cycles), peak SRAM and DRAM use, and
+the CPU operator count.  Per layer: cycles, NPU cycles, each memory area's access cycles and
+staging (SRAM) usage.  A metric regresses when ``now - baseline > atol + rtol * |baseline|``
+(numpy's ``isclose`` naming; defaults ``rtol=0.01``, ``atol=0``); it improves when it drops by
+more than that.  MAC counts and utilisation are reported but never gated: more MACs in the same
+cycles (the seed's 96-channel convolution) is not a slow-down.
+
+Vela does not estimate CPU time, so an operator that falls back to the CPU makes NPU cycles go
+*down*.  Such a move is always a regression, whatever the tolerances: a higher ``cpu_ops``, a
+matched layer whose placement went from NPU to CPU, or a new layer placed on the CPU.
+
+Layers are matched by position while the operator sequence is unchanged, and otherwise by
+aligning the operator sequences (``difflib``), so an inserted layer reads "layer added" instead
+of a cascade of mismatches.  Layer names are compared but never used for matching: re-exporting
+the same Keras model renames every layer.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GATED_TOTALS = (
+    "total_cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "sram_used",
+    "dram_used",
+)
+GATED_LAYER_METRICS = (
+    "cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "staging_usage",
+)
+DEFAULT_RTOL = 0.01
+DEFAULT_ATOL = 0.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+
+    def allowed(self, baseline: float) -> float:
+        return self.atol + self.rtol * abs(baseline)
+
+    def describe(self) -> str:
+        text = f"rtol={self.rtol:g}"
+        return text + (f", atol={self.atol:g}" if self.atol else "")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """A default tolerance and per-metric overrides (metric names as in ``result.py``)."""
+
+    default: Tolerance = Tolerance()
+    per_metric: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def get(self, metric: str) -> Tolerance:
+        return self.per_metric.get(metric, self.default)
+
+    @classmethod
+    def merge(cls, sources: Sequence[Mapping[str, Any]]) -> Tolerances:
+        """Most specific source first; each may set ``rtol``, ``atol`` and ``tolerances``."""
+        known = set(GATED_TOTALS) | set(GATED_LAYER_METRICS)
+        rtol = next((float(s["rtol"]) for s in sources if s.get("rtol") is not None), DEFAULT_RTOL)
+        atol = next((float(s["atol"]) for s in sources if s.get("atol") is not None), DEFAULT_ATOL)
+        default = Tolerance(rtol, atol)
+        per_metric: dict[str, Tolerance] = {}
+        for source in reversed(sources):
+            for metric, spec in (source.get("tolerances") or {}).items():
+                if metric not in known:
+                    raise ValueError(f"unknown metric {metric!r} in tolerances; gated metrics are: "
+                                     + ", ".join(sorted(known)))
+                base = per_metric.get(metric, default)
+                per_metric[metric] = Tolerance(float(spec.get("rtol", base.rtol)),
+                                               float(spec.get("atol", base.atol)))
+        return cls(default, per_metric)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between baseline and estimate.
+
+    ``kind`` is ``regressed``, ``improved``, ``to_cpu`` (always a regression), ``added``,
+    ``removed`` or ``renamed``.  ``layer`` is the layer's index in the new estimate (or in the
+    baseline for a removed layer); None for a network total.
+    """
+
+    kind: str
+    metric: str
+    baseline: float | None
+    now: float | None
+    layer: int | None = None
+    name: str = ""
+    op: str = ""
+    tolerance: str = ""
+
+    @property
+    def delta(self) -> float:
+        return float(self.now or 0) - float(self.baseline or 0)
+
+    @property
+    def percent(self) -> float | None:
+        if not self.baseline:
+            return None
+        return 100.0 * self.delta / abs(float(self.baseline))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "baseline": self.baseline, "now": self.now,
+                "layer": self.layer, "name": self.name, "op": self.op, "delta": self.delta,
+                "percent": self.percent, "tolerance": self.tolerance}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    changes: tuple[Change, ...]
+    drift: tuple[str, ...]
+    model_changed: bool
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.kind in ("regressed", "to_cpu")]
+
+    @property
+    def improvements(self) -> list[Change]:
+        return [c for c in self.changes if c.kind == "improved"]
+
+    @property
+    def structural(self) -> list[Change]:
+        return [c for c in self.changes if c.kind in ("added", "removed", "renamed")]
+
+    def status(self) -> str:
+        if self.regressions:
+            return "regressed"
+        if self.improvements:
+            return "improved"
+        if self.structural:
+            return "changed"
+        return "ok"
+
+    def failed(self, strict: bool) -> bool:
+        if self.regressions:
+            return True
+        return strict and bool(self.improvements or
+                               [c for c in self.structural if c.kind != "renamed"])
+
+    def total_delta(self, metric: str = "total_cycles") -> Change | None:
+        return next((c for c in self.changes if c.layer is None and c.metric == metric), None)
+
+
+def _verdict(metric: str, base: float, now: float, tol: Tolerance) -> str | None:
+    allowed = tol.allowed(base)
+    if now - base > allowed:
+        return "regressed"
+    if base - now > allowed:
+        return "improved"
+    return None
+
+
+def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
+                 ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
+    """Pair baseline layers with new ones; None on one side marks an added or removed layer."""
+    key_base = [str(layer["op"]) for layer in base]
+    key_now = [str(layer["op"]) for layer in now]
+    if key_base == key_now:
+        return list(zip(base, now))
+    pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
+    matcher = difflib.SequenceMatcher(None, key_base, key_now, autojunk=False)
+    for tag, b0, b1, n0, n1 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and b1 - b0 == n1 - n0):
+            pairs.extend(zip(base[b0:b1], now[n0:n1]))
+        else:
+            pairs.extend((layer, None) for layer in base[b0:b1])
+            pairs.extend((None, layer) for layer in now[n0:n1])
+    return pairs
+
+
+def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any]) -> list[str]:
+    """Plain-language differences between the estimator that made the baseline and this one."""
+    notes = []
+    old_v, new_v = baseline_estimator.get("vela_version"), now_estimator.get("vela_version")
+    if old_v != new_v:
+        notes.append(f"baseline made with Vela {old_v}, now {new_v}; estimates change between "
+                     "Vela releases")
+    old_c, new_c = baseline_estimator.get("core"), now_estimator.get("core")
+    if old_c != new_c:
+        notes.append(f"baseline made with the {old_c} core, now the {new_c} core; the cores "
+                     "estimate differently")
+    old_t, new_t = baseline_estimator.get("target", {}), now_estimator.get("target", {})
+    for key in sorted(set(old_t) | set(new_t)):
+        if old_t.get(key) != new_t.get(key):
+            notes.append(f"{key} was {old_t.get(key)!r} for the baseline, now {new_t.get(key)!r}")
+    return notes
+
+
+def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tolerances) -> Comparison:
+    """Compare a stored baseline document with a new one made by ``baseline.to_document``."""
+    changes: list[Change] = []
+    old_totals, new_totals = baseline["totals"], now["totals"]
+    old_cpu, new_cpu = old_totals.get("cpu_ops", 0), new_totals.get("cpu_ops", 0)
+    if new_cpu > old_cpu:
+        changes.append(Change("to_cpu", "cpu_ops", old_cpu, new_cpu, tolerance="always fails"))
+    for metric in GATED_TOTALS:
+        if metric not in old_totals or metric not in new_totals:
+            continue
+        tol = tolerances.get(metric)
+        kind = _verdict(metric, old_totals[metric], new_totals[metric], tol)
+        changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],
+                              tolerance=tol.describe()))
+    for old, new in match_layers(baseline["layers"], now["layers"]):
+        if new is None:
+            assert old is not None
+            changes.append(Change("removed", "cycles", old["cycles"], None, old["index"],
+                                  old["name"], old["op"]))
+            continue
+        if old is None:
+            kind = "to_cpu" if new["placement"] == "CPU" else "added"
+            changes.append(Change(kind, "placement" if kind == "to_cpu" else "cycles",
+                                  None, new["cycles"], new["index"], new["name"], new["op"]))
+            continue
+        where = dict(layer=new["index"], name=new["name"], op=new["op"])
+        if old["placement"] == "NPU" and new["placement"] == "CPU":
+            changes.append(Change("to_cpu", "placement", None, None, tolerance="always fails", **where))
+        if old["name"] != new["name"]:
+            changes.append(Change("renamed", "name", None, None, **where))
+        for metric in GATED_LAYER_METRICS:
+            tol = tolerances.get(metric)
+            kind = _verdict(metric, old[metric], new[metric], tol)
+            if kind:
+                changes.append(Change(kind, metric, old[metric], new[metric],
+                                      tolerance=tol.describe(), **where))
+    changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
+    return Comparison(tuple(changes), tuple(drift(baseline["estimator"], now["estimator"])),
+                      changed_model)

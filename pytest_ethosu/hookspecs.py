@@ -1,0 +1,45 @@
+"""Hooks that conftest files and other plugins can implement.
+
+Added to pytest's hook registry in ``plugin.pytest_addhooks``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .result import EstimateResult
+
+
+def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
+                         record: dict[str, Any]) -> None:
+    """Called for every estimate that a check (``ethosu_perf(...)``) has compared.
+
+    ``record`` is the summary row's data (plain JSON types; ``record["status"]`` is final only
+    after the test ends).  Use it to push figures to a dashboard::
+
+        # conftest.py
+        def pytest_ethosu_result(item, name, result, record):
+            metrics.append({"test": item.nodeid, "cycles": result.total_cycles,
+                            "ms": 1000 * result.inference_time})
+
+    Under xdist it runs in the worker that ran the test.
+    """
+
+
+def pytest_ethosu_summary_row(config: pytest.Config, record: dict[str, Any],
+                              row: dict[str, Any]) -> None:
+    """Change the end-of-session summary row of one estimate, in place.
+
+    ``row`` maps column headers to cell values in display order; add, change or delete
+    entries.  ``record`` holds everything known about the estimate::
+
+        # conftest.py
+        def pytest_ethosu_summary_row(config, record, row):
+            row["fps"] = f"{1000 / record['inference_ms']:.0f}"
+            del row["SRAM KiB"]
+
+    Runs on the controller only (never in xdist workers).
+    """

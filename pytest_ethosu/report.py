@@ -1,0 +1,195 @@
+"""What people read: the failure message of a check and the summary at the end of the session.
+
+Both work from *records*: one plain dict per estimate (see ``make_record``), small enough to
+travel from xdist workers to the controller and to be written to a JSON report unchanged.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from .compare import Change, Comparison
+from .result import EstimateResult
+
+FAILURE_ROWS = 10
+TOP_LAYERS = 5
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut the middle out of a long name, keeping both ends (layer names are paths)."""
+    if len(text) <= width or width < 5:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _pct(change: Change) -> str:
+    pct = change.percent
+    return "new" if pct is None and change.baseline in (None, 0) and change.now else (
+        "-" if pct is None else f"{pct:+.1f}%")
+
+
+def accept_command(nodeid: str) -> str:
+    return f"pytest --ethosu-update {shlex.quote(nodeid)}"
+
+
+def make_record(nodeid: str, name: str, result: EstimateResult, status: str,
+                comparison: Comparison | None, baseline_file: str | None) -> dict[str, Any]:
+    """The session-level summary of one estimate, in plain JSON types."""
+    total = comparison.total_delta() if comparison else None
+    top = sorted(result.layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
+    return {
+        "test": nodeid,
+        "name": name,
+        "model": result.model,
+        "model_sha256": result.model_sha256,
+        "accelerator": result.accelerator,
+        "system_config": result.target.get("system_config"),
+        "memory_mode": result.target.get("memory_mode"),
+        "vela_version": result.vela_version,
+        "core": result.core,
+        "total_cycles": result.total_cycles,
+        "inference_ms": 1000.0 * result.inference_time,
+        "mac_utilization": result.mac_utilization,
+        "npu_ops": result.npu_ops,
+        "cpu_ops": result.cpu_ops,
+        "sram_used": result.sram_used,
+        "status": status,
+        "delta_percent": total.percent if total else None,
+        "baseline": baseline_file,
+        "drift": list(comparison.drift) if comparison else [],
+        "regressions": [c.to_dict() for c in comparison.regressions[:TOP_LAYERS]] if comparison else [],
+        "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
+                        "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
+                        (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
+                       for layer in top],
+    }
+
+
+def _headline(comparison: Comparison) -> str:
+    regressions = comparison.regressions
+    to_cpu = [c for c in regressions if c.kind == "to_cpu"]
+    if to_cpu:
+        layers = [c for c in to_cpu if c.layer is not None]
+        what = (f"{len(layers)} layer(s) now run on the CPU" if layers else
+                f"CPU operators {to_cpu[0].baseline} -> {to_cpu[0].now}")
+        return (f"work moved from the NPU to the CPU: {what} (Vela does not estimate CPU time, so "
+                "NPU cycles can drop while inference gets slower)")
+    totals = [c for c in regressions if c.layer is None]
+    worst = max(totals or regressions, key=lambda c: (c.percent or float("inf")))
+    scope = "network" if worst.layer is None else f"layer {worst.layer} ({worst.op})"
+    return (f"{scope} {worst.metric} {_pct(worst)} ({_fmt(worst.baseline)} -> {_fmt(worst.now)}), "
+            f"over the tolerance {worst.tolerance}")
+
+
+def change_table(changes: Sequence[Change], limit: int | None, name_width: int = 48) -> str:
+    """Layer changes, largest increase first; ``limit`` None shows them all."""
+    ordered = sorted(changes, key=lambda c: (c.kind != "to_cpu", -abs(c.delta), c.layer or 0))
+    shown = ordered if limit is None else ordered[:limit]
+    rows = [[c.layer if c.layer is not None else "-", shorten(c.name, name_width), c.op,
+             c.metric if c.kind in ("regressed", "improved") else c.kind.replace("_", " "),
+             _fmt(c.baseline), _fmt(c.now), _fmt(c.delta) if c.baseline is not None else "-", _pct(c)]
+            for c in shown]
+    text = tabulate(rows, headers=["layer", "name", "operator", "metric", "baseline", "now",
+                                   "delta", "delta %"], tablefmt="simple", disable_numparse=True)
+    if len(ordered) > len(shown):
+        text += f"\n... {len(ordered) - len(shown)} more (run with -vv to see all)"
+    return text
+
+
+def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_file: str,
+                    verbosity: int, strict: bool) -> str:
+    """One screen: headline, baseline file, offending layers, context and the accept command."""
+    lines = [f"ethosu: {label}: {_headline(comparison) if comparison.regressions else 'changed (strict mode)'}",
+             f"baseline: {baseline_file}"]
+    totals = [c for c in comparison.regressions if c.layer is None and c.kind != "to_cpu"]
+    if totals:
+        lines.append("network: " + "; ".join(
+            f"{c.metric} {_fmt(c.baseline)} -> {_fmt(c.now)} ({_pct(c)})" for c in totals))
+    layer_changes = [c for c in comparison.regressions if c.layer is not None]
+    if strict:
+        layer_changes += [c for c in comparison.improvements + comparison.structural if c.layer is not None]
+    other = [c for c in comparison.structural if c not in layer_changes and c.kind != "renamed"]
+    limit = None if verbosity >= 2 else FAILURE_ROWS
+    if layer_changes:
+        lines.append(change_table(layer_changes, limit))
+    if other:
+        lines.append("graph changes: " + ", ".join(
+            f"layer {c.layer} {c.op} {c.kind}" for c in other[:FAILURE_ROWS])
+            + (f" and {len(other) - FAILURE_ROWS} more" if len(other) > FAILURE_ROWS else ""))
+    renamed = sum(c.kind == "renamed" for c in comparison.changes)
+    if renamed:
+        lines.append(f"{renamed} layer(s) renamed (matched by position and operator)")
+    if comparison.model_changed:
+        lines.append("the model file changed since the baseline was made")
+    lines.extend(f"note: {note}" for note in comparison.drift)
+    lines.append(f"if this change is intended, accept it with: {accept_command(nodeid)}")
+    return "\n".join(lines)
+
+
+def missing_message(label: str, nodeid: str, path: str) -> str:
+    return (f"ethosu: {label}: no baseline at {path}\n"
+            f"create it with: {accept_command(nodeid)}  (then commit the file)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The terminal summary.
+
+STATUS_TEXT = {"ok": "ok", "regressed": "REGRESSED", "improved": "improved", "changed": "changed",
+               "created": "new", "updated": "updated", "unchanged": "ok", "missing": "no baseline",
+               "drift": "drift", "unchecked": "-"}
+
+
+def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str, Any]:
+    """One estimate's row of the summary table, column header -> cell."""
+    name_width = max(24, width // 3) if verbose <= 0 else 200
+    status = STATUS_TEXT.get(record["status"], record["status"])
+    if record.get("delta_percent"):
+        status += f" {record['delta_percent']:+.1f}%"
+    test = record["test"].split("::", 1)[-1]
+    if record["name"] != "default":
+        test += f" [{record['name']}]"
+    return {
+        "test": shorten(test, name_width),
+        "model": shorten(record["model"].rsplit("/", 1)[-1], 28 if verbose <= 0 else 200),
+        "accelerator": record["accelerator"],
+        "cycles": f"{record['total_cycles']:,.0f}",
+        "ms": f"{record['inference_ms']:.4g}",
+        "util %": f"{record['mac_utilization']:.1f}",
+        "NPU/CPU ops": f"{record['npu_ops']}/{record['cpu_ops']}",
+        "SRAM KiB": f"{record['sram_used'] / 1024:.1f}",
+        "baseline": status,
+    }
+
+
+def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    headers: list[str] = []
+    for row in rows:
+        headers.extend(h for h in row if h not in headers)
+    return tabulate([[row.get(h, "") for h in headers] for row in rows], headers=headers,
+                    tablefmt="simple", disable_numparse=True)
+
+
+def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: int) -> str:
+    rows = []
+    for r in records:
+        for layer in r["top_layers"]:
+            rows.append((float(layer["cycles"]), r, layer))
+    rows.sort(key=lambda item: -item[0])
+    name_width = max(28, width - 60)
+    return tabulate(
+        [[shorten(r["model"].rsplit("/", 1)[-1], 24), r["accelerator"], layer["index"], layer["op"],
+          shorten(layer["name"], name_width), f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}",
+          f"{layer['mac_utilization']:.1f}"] for _, r, layer in rows[:count]],
+        headers=["model", "accelerator", "layer", "operator", "name", "cycles", "% of net",
+                 "util %"], tablefmt="simple", disable_numparse=True)

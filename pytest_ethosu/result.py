@@ -1,0 +1,216 @@
+"""What an estimate returns: per-layer figures and network totals, as Vela reported them.
+
+Units
+-----
+- ``cycles``, ``npu_cycles`` and the ``*_access_cycles``: NPU clock cycles.  A layer's
+  ``cycles`` (Vela's "Op Cycles") is the estimate for the whole operation; ``npu_cycles`` is
+  the compute part and the access cycles are the memory traffic of each memory area.  The
+  per-layer ``cycles`` sum to ``total_cycles``.
+- ``macs``: multiply-accumulate operations.  ``mac_utilization``: percent (0-100) of the MACs
+  the accelerator could have done in that layer's cycles.
+- ``staging_usage``: bytes of SRAM the layer needs for staging (Vela's "Staging Usage", or
+  "SRAM Usage" with the legacy core).
+- ``inference_time``: seconds at the configured NPU clock (``target["core_clock"]``, Hz).
+- ``sram_used`` / ``dram_used``: bytes, peak over the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from .vela_adapter import ETHOSU_CUSTOM_OP
+
+Number = int | float
+
+#: Per-layer metrics, in the order of Vela's per-layer report.
+LAYER_METRICS = (
+    "staging_usage",
+    "cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "macs",
+    "mac_utilization",
+)
+
+#: Network totals that a baseline records and a check compares.
+TOTAL_METRICS = (
+    "total_cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "macs",
+    "sram_used",
+    "dram_used",
+    "cpu_ops",
+    "npu_ops",
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of Vela's per-layer report.  Names are not unique; ``index`` is."""
+
+    index: int
+    name: str
+    op: str
+    npu_op: str
+    placement: str
+    cycles: Number
+    npu_cycles: Number
+    sram_access_cycles: Number
+    dram_access_cycles: Number
+    on_chip_flash_access_cycles: Number
+    off_chip_flash_access_cycles: Number
+    macs: int
+    mac_utilization: float
+    staging_usage: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    """Vela's estimate of one model on one target.
+
+    ``target`` is fully resolved: ``accelerator``, ``system_config``, ``memory_mode``,
+    ``core_clock`` (Hz), ``config_files`` and ``vela_args`` as Vela applied them.
+    """
+
+    model: str
+    model_sha256: str
+    vela_version: str
+    core: str
+    target: dict[str, Any]
+    layers: tuple[Layer, ...]
+    total_cycles: Number
+    npu_cycles: Number
+    sram_access_cycles: Number
+    dram_access_cycles: Number
+    on_chip_flash_access_cycles: Number
+    off_chip_flash_access_cycles: Number
+    macs: int
+    inference_time: float
+    npu_ops: int
+    cpu_ops: int
+    sram_used: int
+    dram_used: int
+    cpu_operators: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def accelerator(self) -> str:
+        return str(self.target["accelerator"])
+
+    @property
+    def mac_utilization(self) -> float:
+        """Network MAC utilisation, percent: MACs done over MACs possible in ``total_cycles``."""
+        per_cycle = int(self.target.get("macs_per_cycle") or 0)
+        if not per_cycle or not self.total_cycles:
+            return 0.0
+        return 100.0 * self.macs / (per_cycle * float(self.total_cycles))
+
+    def totals(self) -> dict[str, Number]:
+        return {name: getattr(self, name) for name in TOTAL_METRICS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only."""
+        data = dataclasses.asdict(self)
+        data["layers"] = [layer.to_dict() for layer in self.layers]
+        data["cpu_operators"] = list(self.cpu_operators)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EstimateResult:
+        values = dict(data)
+        values["layers"] = tuple(Layer(**layer) for layer in data["layers"])
+        values["cpu_operators"] = tuple(data.get("cpu_operators", ()))
+        values["warnings"] = tuple(data.get("warnings", ()))
+        return cls(**values)
+
+    def table(self, tablefmt: str = "simple") -> str:
+        """The per-layer table, in the columns and order of ``vela --verbose-performance``."""
+        headers = ["#", "Original Operator", "NNG Operator", "Target", "Staging Usage", "Op Cycles",
+                   "Network% (cycles)", "NPU", "SRAM AC", "DRAM AC", "OnFlash AC", "OffFlash AC",
+                   "MAC Count", "Util% (MAC)", "Name"]
+        total = float(self.total_cycles) or 1.0
+        rows = [[layer.index, layer.op, layer.npu_op, layer.placement, layer.staging_usage,
+                 layer.cycles, f"{100.0 * float(layer.cycles) / total:.2f}", layer.npu_cycles,
+                 layer.sram_access_cycles, layer.dram_access_cycles,
+                 layer.on_chip_flash_access_cycles, layer.off_chip_flash_access_cycles,
+                 layer.macs, f"{layer.mac_utilization:.2f}", layer.name]
+                for layer in self.layers]
+        head = (f"{self.model} on {self.accelerator} ({self.target.get('system_config')}, "
+                f"{self.target.get('memory_mode')}), Vela {self.vela_version} {self.core} core\n"
+                f"total {self.total_cycles} cycles = {1000.0 * self.inference_time:.3f} ms, "
+                f"{self.macs} MACs, {self.npu_ops} NPU ops, {self.cpu_ops} CPU ops\n")
+        return head + tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+    def __repr__(self) -> str:
+        return (f"EstimateResult(model={self.model!r}, accelerator={self.accelerator!r}, "
+                f"total_cycles={self.total_cycles}, layers={len(self.layers)}, "
+                f"cpu_ops={self.cpu_ops})")
+
+
+def _num(text: str) -> Number:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def build_result(model: str, sha256: str, vela_version: str, request: dict[str, Any],
+                 reply: dict[str, Any], warnings: list[str]) -> EstimateResult:
+    """Assemble a result from the worker's reply (raw Vela rows, summary and compiled ops)."""
+    vela = reply["vela"]
+    summary: dict[str, str] = vela["summary"]
+    layers = tuple(Layer(index=i, **row) for i, row in enumerate(vela["rows"]))
+    # The CPU's share is what the compiled model runs outside the NPU: every operator that is
+    # not an 'ethos-u' custom op, plus 'ethos-u' ops the input already had (a model compiled
+    # before: Vela passes those through for the CPU-side driver).
+    source = reply["inspected"]["operators"]
+    precompiled = [op for op in source if op == ETHOSU_CUSTOM_OP]
+    cpu_operators = tuple(op for op in vela["compiled_operators"] if op != ETHOSU_CUSTOM_OP)
+    cpu_operators += tuple(precompiled)
+    source_ops = len(source)
+    kib = 1024.0
+    accelerator = request["accelerator"]
+    target = {
+        "accelerator": accelerator,
+        "system_config": summary["system_config"],
+        "memory_mode": summary["memory_mode"],
+        "core_clock": _num(summary["core_clock"]),
+        "macs_per_cycle": int(accelerator.rsplit("-", 1)[1]),
+        "config_files": list(request["config_names"]),
+        "vela_args": list(request["vela_args"]),
+    }
+    return EstimateResult(
+        model=model,
+        model_sha256=sha256,
+        vela_version=vela_version,
+        core=vela["core"],
+        target=target,
+        layers=layers,
+        total_cycles=_num(summary["cycles_total"]),
+        npu_cycles=_num(summary["cycles_npu"]),
+        sram_access_cycles=_num(summary["cycles_sram_access"]),
+        dram_access_cycles=_num(summary["cycles_dram_access"]),
+        on_chip_flash_access_cycles=_num(summary["cycles_on_chip_flash_access"]),
+        off_chip_flash_access_cycles=_num(summary["cycles_off_chip_flash_access"]),
+        macs=int(float(summary["nn_macs"])),
+        inference_time=float(summary["inference_time"]),
+        npu_ops=max(source_ops - len(cpu_operators), 0),
+        cpu_ops=len(cpu_operators),
+        sram_used=round(float(summary["sram_memory_used"]) * kib),
+        dram_used=round(float(summary["dram_memory_used"]) * kib),
+        cpu_operators=cpu_operators,
+        warnings=tuple(warnings),
+    )

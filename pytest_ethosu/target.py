@@ -1,0 +1,122 @@
+"""Which accelerator, system config, memory mode and Vela options an estimate uses.
+
+Each setting can come from four places; the first that sets it wins:
+
+1. the call: ``ethosu_perf.estimate(model, accelerator=...)``
+2. the test's marker: ``@pytest.mark.ethosu(accelerator=...)``
+3. the command line: ``--ethosu-accelerator ...``
+4. the ini file: ``ethosu_accelerator = ...``
+
+What none of them sets is left to Vela's own defaults (accelerator ``ethos-u55-256``, and the
+system config and memory mode Vela picks for it from ``Arm/vela.ini``).  Vela accepts a config
+file only together with a system config; without one it uses its bundled ``Arm/vela.ini``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import TargetError
+from .vela_adapter import bundled_config_dir, core_for
+
+DEFAULT_ACCELERATOR = "ethos-u55-256"  # Vela's own default for --accelerator-config
+DEFAULT_CONFIG = "Arm/vela.ini"
+
+#: name -> (command-line flag, ini key, help)
+SETTINGS: dict[str, tuple[str, str, str]] = {
+    "accelerator": ("--ethosu-accelerator", "ethosu_accelerator",
+                    f"Ethos-U accelerator, e.g. ethos-u65-256 (Vela's default: {DEFAULT_ACCELERATOR})"),
+    "system_config": ("--ethosu-system-config", "ethosu_system_config",
+                      "Vela system config name, e.g. Ethos_U65_High_End (default: Vela's choice)"),
+    "memory_mode": ("--ethosu-memory-mode", "ethosu_memory_mode",
+                    "Vela memory mode name, e.g. Dedicated_Sram (default: Vela's choice)"),
+    "vela_config": ("--ethosu-vela-config", "ethosu_vela_config",
+                    f"Vela .ini file: a path (relative to the rootdir) or a bundled name such as "
+                    f"{DEFAULT_CONFIG} (the default)"),
+    "vela_args": ("--ethosu-vela-args", "ethosu_vela_args",
+                  "extra Vela options, shell-quoted, e.g. '--optimise Size'"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A fully specified request for Vela; hashable, so it keys the in-session memo."""
+
+    accelerator: str
+    system_config: str | None
+    memory_mode: str | None
+    config_files: tuple[str, ...]  # absolute paths handed to Vela; empty: Vela's default
+    config_names: tuple[str, ...]  # the same files as recorded in results and baselines
+    vela_args: tuple[str, ...]
+
+    @property
+    def core(self) -> str:
+        return core_for(self.accelerator, self.vela_args)
+
+    def describe(self) -> str:
+        parts = [self.accelerator, self.system_config or "default system config",
+                 self.memory_mode or "default memory mode"]
+        if self.vela_args:
+            parts.append(" ".join(self.vela_args))
+        return ", ".join(parts)
+
+
+def resolve_config_file(value: str, rootdir: Path) -> tuple[str, str]:
+    """A Vela ``.ini`` as (absolute path, portable name): bundled names first, then paths from
+    the rootdir.  The portable name is the bundled name or the path relative to the rootdir."""
+    bundled = bundled_config_dir() / value
+    if not Path(value).is_absolute() and len(Path(value).parts) == 2 and bundled.is_file():
+        return str(bundled), Path(value).as_posix()
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else rootdir / path
+    if not path.is_file():
+        available = sorted(str(p.relative_to(bundled_config_dir()))
+                           for p in bundled_config_dir().glob("*/*.ini"))
+        raise TargetError(f"Vela config file {value!r} not found (looked at {path}). Give a path "
+                          f"relative to the rootdir or one of Vela's bundled files: "
+                          + ", ".join(available))
+    if path.suffix != ".ini":
+        raise TargetError(f"Vela config file {path} must end in .ini (Vela refuses other names)")
+    path = path.resolve()
+    try:
+        name = path.relative_to(rootdir.resolve()).as_posix()
+    except ValueError:
+        name = str(path)
+    return str(path), name
+
+
+def _vela_args(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(shlex.split(value))
+    if isinstance(value, Sequence):
+        return tuple(str(v) for v in value)
+    raise TargetError(f"vela_args must be a list of strings, not {type(value).__name__}")
+
+
+def resolve(sources: Sequence[Mapping[str, Any]], rootdir: Path) -> Target:
+    """Merge settings from the most specific source to the least, then resolve files."""
+
+    def first(name: str) -> Any:
+        for source in sources:
+            value = source.get(name)
+            if value not in (None, ""):
+                return value
+        return None
+
+    accelerator = str(first("accelerator") or DEFAULT_ACCELERATOR).lower()
+    config = first("vela_config")
+    files = [resolve_config_file(str(config), rootdir)] if config else []
+    return Target(
+        accelerator=accelerator,
+        system_config=first("system_config"),
+        memory_mode=first("memory_mode"),
+        config_files=tuple(path for path, _ in files),
+        config_names=tuple(name for _, name in files),
+        vela_args=_vela_args(first("vela_args")),
+    )

@@ -1,0 +1,261 @@
+"""The one module that knows how Vela is driven and what its output files look like.
+
+Everything here runs inside the worker process (see ``worker.py``), never in pytest's own
+process: Vela's C++ core can crash the process that runs it.  ``ethosu.vela.vela.main`` is an
+undocumented entry point; should a Vela release move it, this is the only file to change.
+
+The adapter runs Vela exactly as the ``vela`` command does (same argument parser, same
+defaults), with ``--verbose-performance`` and a private output directory, then reads the two CSV
+files Vela writes there and the operator list of the compiled model.  The per-layer figures are
+therefore the numbers ``vela --verbose-performance`` writes, byte for byte, for either core.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import importlib.metadata
+import importlib.util
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+#: The compiled-model custom operator that stands for work placed on the NPU.
+ETHOSU_CUSTOM_OP = "ethos-u"
+
+# Vela's per-layer CSV columns, by core, mapped to the names of ``result.Layer``.
+# The regor (default) core and the legacy Python core use different headers; the legacy one
+# repeats "Network%" for cycles and MACs, so columns are taken by position, not by name.
+REGOR_COLUMNS = (
+    ("Original Operator", "op"),
+    ("NNG Operator", "npu_op"),
+    ("Target", "placement"),
+    ("Staging Usage", "staging_usage"),
+    ("Peak% (Staging)", None),
+    ("Op Cycles", "cycles"),
+    ("Network% (cycles)", None),
+    ("NPU", "npu_cycles"),
+    ("SRAM AC", "sram_access_cycles"),
+    ("DRAM AC", "dram_access_cycles"),
+    ("OnFlash AC", "on_chip_flash_access_cycles"),
+    ("OffFlash AC", "off_chip_flash_access_cycles"),
+    ("MAC Count", "macs"),
+    ("Network% (MAC)", None),
+    ("Util% (MAC)", "mac_utilization"),
+    ("Name", "name"),
+)
+LEGACY_COLUMNS = (
+    ("TFLite_operator", "op"),
+    ("NNG Operator", "npu_op"),
+    ("SRAM Usage", "staging_usage"),
+    ("Peak%", None),
+    ("Op Cycles", "cycles"),
+    ("Network%", None),
+    ("NPU", "npu_cycles"),
+    ("SRAM AC", "sram_access_cycles"),
+    ("DRAM AC", "dram_access_cycles"),
+    ("OnFlash AC", "on_chip_flash_access_cycles"),
+    ("OffFlash AC", "off_chip_flash_access_cycles"),
+    ("MAC Count", "macs"),
+    ("Network%", None),
+    ("Util%", "mac_utilization"),
+    ("Name", "name"),
+)
+TEXT_FIELDS = frozenset({"op", "npu_op", "placement", "name"})
+
+LEGACY_FLAG = "--debug-force-legacy-core"
+
+
+class AdapterError(Exception):
+    """Vela refused the request; the message is meant for the user."""
+
+
+def vela_version() -> str:
+    """The installed ethos-u-vela version, read without importing Vela."""
+    return importlib.metadata.version("ethos-u-vela")
+
+
+def bundled_config_dir() -> Path:
+    """Vela's ``config_files`` directory, found without importing Vela."""
+    spec = importlib.util.find_spec("ethosu")
+    if spec is None or not spec.submodule_search_locations:
+        raise AdapterError("ethos-u-vela is not installed: pip install ethos-u-vela")
+    return Path(next(iter(spec.submodule_search_locations))) / "config_files"
+
+
+def core_for(accelerator: str, vela_args: tuple[str, ...] | list[str]) -> str:
+    """Which compilation core Vela will use: the legacy one only when forced, and never on U85."""
+    if LEGACY_FLAG in vela_args and not accelerator.startswith("ethos-u85"):
+        return "legacy"
+    return "regor"
+
+
+def accelerators() -> list[str]:
+    from ethosu.vela.architecture_features import Accelerator
+
+    return list(Accelerator.member_list())
+
+
+def config_sections(ini_files: list[str]) -> tuple[list[str], list[str]]:
+    """System config and memory mode names defined by the given Vela ``.ini`` files."""
+    parser = configparser.ConfigParser()
+    for name in ini_files:
+        with open(name, encoding="utf-8") as f:
+            parser.read_file(f, source=name)
+    systems = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("System_Config.")]
+    modes = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("Memory_Mode.")]
+    return systems, modes
+
+
+def check_target(accelerator: str, system_config: str | None, memory_mode: str | None,
+                 ini_files: list[str]) -> None:
+    """Refuse names Vela does not know, listing the ones it does."""
+    ini_files = ini_files or [str(bundled_config_dir() / "Arm" / "vela.ini")]
+    valid = accelerators()
+    if accelerator not in valid:
+        raise AdapterError(f"unknown accelerator {accelerator!r}; Vela {vela_version()} knows: "
+                           + ", ".join(valid))
+    try:
+        systems, modes = config_sections(ini_files)
+    except (OSError, configparser.Error) as exc:
+        raise AdapterError(f"cannot read Vela config file: {exc}") from None
+    where = ", ".join(ini_files)
+    if system_config is not None and system_config not in systems:
+        raise AdapterError(f"unknown system config {system_config!r} in {where}; valid: "
+                           + ", ".join(sorted(systems)))
+    if memory_mode is not None and memory_mode not in modes:
+        raise AdapterError(f"unknown memory mode {memory_mode!r} in {where}; valid: "
+                           + ", ".join(sorted(modes)))
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    if not math.isfinite(value):  # Vela writes NaN for percentages of an all-CPU network
+        return 0
+    return int(value) if value.is_integer() else value
+
+
+def read_per_layer_csv(path: Path, core: str) -> list[dict[str, Any]]:
+    """Rows of Vela's per-layer CSV, keyed by ``Layer`` field names, in Vela's order.
+
+    Vela joins fields with commas without quoting, so a layer name that holds a comma would
+    break a CSV reader: the name is the last column and takes the rest of the line.  The legacy
+    core writes one header per NPU subgraph into the same file; repeated headers are skipped.
+    """
+    columns = LEGACY_COLUMNS if core == "legacy" else REGOR_COLUMNS
+    header = ",".join(c for c, _ in columns)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and lines[0] != header:
+        raise AdapterError(f"Vela {vela_version()} wrote a per-layer CSV header this plugin does "
+                           f"not know for the {core} core: {lines[0][:300]!r}")
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        if not line or line == header:
+            continue
+        fields = line.split(",", len(columns) - 1)
+        if len(fields) != len(columns):
+            raise AdapterError(f"unexpected per-layer CSV line from Vela: {line[:200]!r}")
+        row: dict[str, Any] = {}
+        for (_, key), text in zip(columns, fields):
+            if key is None:
+                continue
+            row[key] = text if key in TEXT_FIELDS else _number(text)
+        row.setdefault("placement", "NPU")  # the legacy core only reports NPU subgraphs
+        rows.append(row)
+    return rows
+
+
+def read_summary_csv(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    if len(table) < 2:
+        raise AdapterError(f"Vela wrote an empty summary: {path.name}")
+    return dict(zip(table[0], table[1]))
+
+
+def model_operators(path: Path) -> list[str]:
+    """Operator names, in order, of every subgraph of a TFLite file (custom ops by their code)."""
+    from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
+    from ethosu.vela.tflite.Model import Model
+
+    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    model = Model.GetRootAsModel(path.read_bytes(), 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        if code.CustomCode():
+            codes.append(code.CustomCode().decode("utf-8", "replace"))
+        else:
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            codes.append(names.get(builtin, str(builtin)))
+    ops = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            ops.append(codes[graph.Operators(o).OpcodeIndex()])
+    return ops
+
+
+def inspect_model(path: Path) -> dict[str, Any]:
+    """What the plugin checks before compiling: the operators, and how many compute in float."""
+    from ethosu.vela.tflite.Model import Model
+    from ethosu.vela.tflite.TensorType import TensorType
+
+    operators = model_operators(path)
+    model = Model.GetRootAsModel(path.read_bytes(), 0)
+    float_types = {TensorType.FLOAT32, TensorType.FLOAT16}
+    conversions = {"QUANTIZE", "DEQUANTIZE"}
+    float_ops = 0
+    position = 0
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            name = operators[position]
+            position += 1
+            outputs = [op.Outputs(i) for i in range(op.OutputsLength())]
+            if name not in conversions and any(
+                    t >= 0 and graph.Tensors(t).Type() in float_types for t in outputs):
+                float_ops += 1
+    return {"operators": operators, "float_ops": float_ops}
+
+
+def run_vela(model: Path, out_dir: Path, accelerator: str, system_config: str | None,
+             memory_mode: str | None, ini_files: list[str], vela_args: list[str]) -> dict[str, Any]:
+    """Compile ``model`` with Vela and return its per-layer rows, summary and compiled operators.
+
+    Vela's console output goes wherever file descriptors 1 and 2 point; the caller captures them.
+    """
+    from ethosu.vela import vela
+
+    argv = [str(model), "--accelerator-config", accelerator, "--verbose-performance",
+            "--output-dir", str(out_dir)]
+    for ini in ini_files:
+        argv += ["--config", ini]
+    if system_config is not None:
+        argv += ["--system-config", system_config]
+    if memory_mode is not None:
+        argv += ["--memory-mode", memory_mode]
+    argv += vela_args
+    try:
+        code = vela.main(argv)
+    except SystemExit as exc:  # argparse rejects an option: its message is on stderr
+        code = exc.code if isinstance(exc.code, int) else 2
+    if code:
+        raise AdapterError(f"Vela exited with status {code}")
+
+    stem = model.stem
+    summaries = sorted(out_dir.glob(f"{stem}_summary_*.csv"))
+    per_layer = out_dir / f"{stem}_per-layer.csv"
+    if not summaries:
+        raise AdapterError("Vela finished but wrote no performance summary")
+    core = core_for(accelerator, vela_args)
+    rows = read_per_layer_csv(per_layer, core) if per_layer.exists() else []
+    compiled = out_dir / f"{stem}_vela.tflite"
+    return {
+        "core": core,
+        "rows": rows,
+        "summary": read_summary_csv(summaries[0]),
+        "compiled_operators": model_operators(compiled) if compiled.exists() else [],
+    }

@@ -1,0 +1,275 @@
+"""Process isolation: Vela runs in a long-lived child process, never in pytest's.
+
+Vela's C++ core can segfault on a malformed model and writes to file descriptor 1 from native
+code, so pytest's process never imports it.  ``VelaWorker`` (the parent side) starts one child
+lazily on the first request, keeps it for the rest of the session (Vela is imported once) and
+replaces it after a crash or a timeout.  ``main`` (the child side) answers requests until its
+standard input closes.
+
+Messages are length-prefixed JSON: 8 bytes of big-endian length, then UTF-8 JSON.  The child
+keeps a private duplicate of its original stdout for replies and points fds 1 and 2 at a log
+file while Vela runs, so nothing Vela prints reaches the user's terminal; the log is returned
+with the reply and shown only when the estimate fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import VelaCrash, VelaTimeout, WorkerStartError
+
+_HEADER = struct.Struct(">Q")
+PROTOCOL = 1
+
+
+def _write_message(stream: IO[bytes], message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
+    """Read ``size`` bytes from ``fd``; None at end of file; TimeoutError past ``deadline``."""
+    chunks: list[bytes] = []
+    while size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int, deadline: float | None) -> dict[str, Any] | None:
+    head = _read_exactly(fd, _HEADER.size, deadline)
+    if head is None:
+        return None
+    body = _read_exactly(fd, _HEADER.unpack(head)[0], deadline)
+    if body is None:
+        return None
+    message: dict[str, Any] = json.loads(body)
+    return message
+
+
+class VelaWorker:
+    """The parent's handle on the child process that runs Vela.
+
+    ``request`` sends one job and returns the child's reply.  A child that dies mid-job raises
+    ``VelaCrash``; one that exceeds ``timeout`` seconds is killed and raises ``VelaTimeout``.
+    Either way the next request starts a fresh child.  A child that cannot start at all (Vela
+    does not import) makes this and every later request raise ``WorkerStartError`` at once.
+    """
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self._command = command or [sys.executable, "-m", "pytest_ethosu.worker"]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._start_error: str | None = None
+        self.info: dict[str, Any] = {}
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._start_error is not None:
+            raise WorkerStartError(self._start_error)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=errors, env=env)
+            assert proc.stdout is not None
+            try:
+                hello = _read_message(proc.stdout.fileno(), time.monotonic() + 120)
+            except TimeoutError:
+                hello = None
+            if hello is None or not hello.get("ok"):
+                proc.kill()
+                proc.wait()
+                errors.seek(0)
+                detail = (hello or {}).get("error") or errors.read().decode("utf-8", "replace")
+                self._start_error = ("the worker process that runs Vela could not start, so no "
+                                     "estimate can be made in this session:\n"
+                                     + (detail.strip() or f"exit status {proc.returncode}")
+                                     + "\nCheck that ethos-u-vela is installed: pip install ethos-u-vela")
+                raise WorkerStartError(self._start_error)
+        self.info = hello
+        self.starts += 1
+        self._proc = proc
+        return proc
+
+    def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            _write_message(proc.stdin, message)
+            reply = _read_message(proc.stdout.fileno(), deadline)
+        except TimeoutError:
+            self.close(kill=True)
+            raise VelaTimeout(f"Vela did not finish within {timeout:g} s; the worker was stopped. "
+                              "Raise the limit with --ethosu-timeout or the ethosu_timeout ini key "
+                              "if the model is simply large.") from None
+        except BrokenPipeError:
+            reply = None
+        if reply is None:
+            status = proc.wait()
+            self._proc = None
+            raise VelaCrash(f"Vela crashed ({describe_exit(status)}) while compiling this model; "
+                            "the worker was restarted and the session goes on.")
+        return reply
+
+    def close(self, kill: bool = False) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            with contextlib.suppress(OSError):
+                assert proc.stdin is not None
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def describe_exit(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The child side.
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (best effort, Linux only)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def _captured_output(log: IO[bytes]) -> Any:
+    """Point fds 1 and 2 (and Python's streams) at ``log`` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def handle(message: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request; runs in the child."""
+    from . import vela_adapter as adapter
+
+    job = message["job"]
+    if job == "crash":  # used by the tests of the isolation machinery
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if job == "sleep":
+        time.sleep(float(message["seconds"]))
+        return {"ok": True}
+    if job != "estimate":
+        return {"ok": False, "kind": "internal", "error": f"unknown job {job!r}"}
+    model = Path(message["model"])
+    try:
+        adapter.check_target(message["accelerator"], message["system_config"],
+                             message["memory_mode"], message["ini_files"])
+    except adapter.AdapterError as exc:
+        return {"ok": False, "kind": "target", "error": str(exc)}
+    try:
+        inspected = adapter.inspect_model(model)
+    except Exception as exc:  # the flatbuffers reader raises assorted errors on bad input
+        return {"ok": False, "kind": "model", "error": f"not a readable TFLite flatbuffer ({exc!r})"}
+    with tempfile.TemporaryDirectory(prefix="ethosu-") as out, tempfile.TemporaryFile() as log:
+        error = None
+        with _captured_output(log):
+            try:
+                vela = adapter.run_vela(model, Path(out), message["accelerator"],
+                                        message["system_config"], message["memory_mode"],
+                                        message["ini_files"], message["vela_args"])
+            except adapter.AdapterError as exc:
+                error = str(exc)
+            except Exception as exc:
+                error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+    if error is not None:
+        return {"ok": False, "kind": "vela", "error": error, "log": text}
+    return {"ok": True, "inspected": inspected, "vela": vela, "log": text}
+
+
+def main() -> int:
+    replies = os.fdopen(os.dup(1), "wb")
+    requests = sys.stdin.buffer.fileno()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _die_with_parent()
+    try:
+        from ethosu.vela import vela  # noqa: F401  (import once, up front, so failures show now)
+
+        from . import vela_adapter
+
+        hello = {"ok": True, "protocol": PROTOCOL, "vela_version": vela_adapter.vela_version(),
+                 "pid": os.getpid()}
+    except BaseException as exc:
+        hello = {"ok": False, "error": "".join(traceback.format_exception_only(type(exc), exc))}
+    _write_message(replies, hello)
+    if not hello["ok"]:
+        return 1
+    os.dup2(devnull, 2)
+    while True:
+        message = _read_message(requests, None)
+        if message is None:
+            return 0
+        try:
+            reply = handle(message)
+        except Exception as exc:
+            reply = {"ok": False, "kind": "internal",
+                     "error": "".join(traceback.format_exception_only(type(exc), exc))}
+        _write_message(replies, reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
