@@ -24,7 +24,19 @@ class VelaError(EthosuError):
 
 
 class VelaCrash(VelaError):
-    """Vela killed the worker process (for example a segmentation fault)."""
+    """The worker process died while Vela ran (for example a segmentation fault).
+
+    ``status`` is the worker's exit status (negative: the signal that killed it), when known.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def model_caused(self) -> bool:
+        """Killed by a fault signal, not from outside (SIGKILL, SIGTERM) nor a clean exit."""
+        return self.status is not None and -self.status in (4, 6, 7, 8, 11)  # ILL ABRT BUS FPE SEGV
 
 
 class VelaTimeout(VelaError):

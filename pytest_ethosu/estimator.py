@@ -118,7 +118,7 @@ class Estimator:
         loaded = load_model(model, self.rootdir, self.scratch)
         key = (loaded.sha256, target)
         if key in self._memo:
-            return self._memo[key]
+            return dataclasses.replace(self._memo[key], model=loaded.display)
         if key in self._crashed:
             raise VelaCrash(f"{loaded.display}: {self._crashed[key]} (earlier in this session; "
                             "not retried)")
@@ -136,8 +136,9 @@ class Estimator:
         try:
             reply = self.worker.request(request, self.timeout)
         except VelaCrash as exc:
-            self._crashed[key] = str(exc)
-            raise VelaCrash(f"{loaded.display} on {target.describe()}: {exc}") from None
+            if exc.model_caused:
+                self._crashed[key] = str(exc)
+            raise VelaCrash(f"{loaded.display} on {target.describe()}: {exc}", exc.status) from None
         except EthosuError as exc:
             raise type(exc)(f"{loaded.display} on {target.describe()}: {exc}") from None
         if logs is not None and reply.get("log"):

@@ -354,7 +354,11 @@ class ModelBuilder:
             options = ReshapeOptions.ReshapeOptionsEnd(b)
         inputs = vector(Operator.OperatorStartInputsVector, op.inputs, b.PrependInt32)
         outputs = vector(Operator.OperatorStartOutputsVector, op.outputs, b.PrependInt32)
+        # custom operators carry (here empty) custom options, as the converter writes them
+        custom = b.CreateByteVector(b"") if op.code[1] is not None else None
         Operator.OperatorStart(b)
+        if custom is not None:
+            Operator.OperatorAddCustomOptions(b, custom)
         Operator.OperatorAddOpcodeIndex(b, codes.index(op.code))
         Operator.OperatorAddInputs(b, inputs)
         Operator.OperatorAddOutputs(b, outputs)

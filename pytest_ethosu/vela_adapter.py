@@ -197,13 +197,39 @@ def model_operators(path: Path) -> list[str]:
     return ops
 
 
+def check_buffers(data: bytes) -> None:
+    """Refuse a model whose weight buffers point past the end of the file (a truncated file).
+
+    Vela's C++ core does not check this and can crash on it.
+    """
+    from ethosu.vela.tflite.Model import Model
+
+    model = Model.GetRootAsModel(data, 0)
+    size = len(data)
+    for i in range(model.BuffersLength()):
+        buffer = model.Buffers(i)
+        field = buffer._tab.Offset(4)  # the 'data' vector
+        if field:
+            start = buffer._tab.Vector(field)
+            end = start + buffer._tab.VectorLen(field)
+            if end > size:
+                raise AdapterError(f"truncated or corrupt: buffer {i} ends at byte {end}, past the "
+                                   f"end of the file ({size} bytes)")
+        offset, length = buffer.Offset(), buffer.Size()
+        if offset > 1 and offset + length > size:
+            raise AdapterError(f"truncated or corrupt: buffer {i} ends at byte {offset + length}, "
+                               f"past the end of the file ({size} bytes)")
+
+
 def inspect_model(path: Path) -> dict[str, Any]:
     """What the plugin checks before compiling: the operators, and how many compute in float."""
     from ethosu.vela.tflite.Model import Model
     from ethosu.vela.tflite.TensorType import TensorType
 
+    data = path.read_bytes()
+    check_buffers(data)
     operators = model_operators(path)
-    model = Model.GetRootAsModel(path.read_bytes(), 0)
+    model = Model.GetRootAsModel(data, 0)
     float_types = {TensorType.FLOAT32, TensorType.FLOAT16}
     conversions = {"QUANTIZE", "DEQUANTIZE"}
     float_ops = 0

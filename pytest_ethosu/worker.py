@@ -117,24 +117,43 @@ class VelaWorker:
         return proc
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-        assert proc.stdin is not None and proc.stdout is not None
-        deadline = time.monotonic() + timeout if timeout else None
+        for attempt in (1, 2):
+            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            deadline = time.monotonic() + timeout if timeout else None
+            try:
+                _write_message(proc.stdin, message)
+                ack = _read_message(proc.stdout.fileno(), deadline)
+            except BrokenPipeError:
+                ack = None
+            except TimeoutError:
+                ack = {}
+            if ack is None:
+                # the worker was gone before it took the job (killed between jobs): the job is
+                # not to blame, so start a fresh worker and send it again, once
+                proc.wait()
+                self._proc = None
+                if attempt == 1:
+                    continue
+                raise VelaCrash("the worker died twice before it could take the job")
+            return self._reply(proc, deadline, timeout)
+        raise AssertionError("unreachable")
+
+    def _reply(self, proc: subprocess.Popen[bytes], deadline: float | None,
+               timeout: float | None) -> dict[str, Any]:
+        assert proc.stdout is not None
         try:
-            _write_message(proc.stdin, message)
             reply = _read_message(proc.stdout.fileno(), deadline)
         except TimeoutError:
             self.close(kill=True)
             raise VelaTimeout(f"Vela did not finish within {timeout:g} s; the worker was stopped. "
                               "Raise the limit with --ethosu-timeout or the ethosu_timeout ini key "
                               "if the model is simply large.") from None
-        except BrokenPipeError:
-            reply = None
         if reply is None:
             status = proc.wait()
             self._proc = None
             raise VelaCrash(f"Vela crashed ({describe_exit(status)}) while compiling this model; "
-                            "the worker was restarted and the session goes on.")
+                            "the worker was restarted and the session goes on.", status)
         return reply
 
     def close(self, kill: bool = False) -> None:
@@ -219,8 +238,13 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "kind": "target", "error": str(exc)}
     try:
         inspected = adapter.inspect_model(model)
+    except adapter.AdapterError as exc:
+        return {"ok": False, "kind": "model", "error": str(exc)}
+    except struct.error:  # the flatbuffers reader followed an offset out of the file
+        return {"ok": False, "kind": "model", "error": "truncated or corrupt: it refers to data "
+                f"past the end of the file ({model.stat().st_size} bytes)"}
     except Exception as exc:  # the flatbuffers reader raises assorted errors on bad input
-        return {"ok": False, "kind": "model", "error": f"not a readable TFLite flatbuffer ({exc!r})"}
+        return {"ok": False, "kind": "model", "error": f"not a readable TFLite flatbuffer ({exc})"}
     with tempfile.TemporaryDirectory(prefix="ethosu-") as out, tempfile.TemporaryFile() as log:
         error = None
         with _captured_output(log):
@@ -263,6 +287,7 @@ def main() -> int:
         message = _read_message(requests, None)
         if message is None:
             return 0
+        _write_message(replies, {"ack": True})
         try:
             reply = handle(message)
         except Exception as exc:

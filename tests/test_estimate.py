@@ -1,0 +1,210 @@
+"""The estimator against the real Vela: figures, targets, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_ethosu import EthosuWarning, ModelError, TargetError, VelaError
+from pytest_ethosu.estimator import Estimator
+from pytest_ethosu.result import EstimateResult
+from pytest_ethosu.target import Target, resolve
+
+U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
+       "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> Estimator:
+    root = tmp_path_factory.mktemp("root")
+    est = Estimator(root, tmp_path_factory.mktemp("scratch"), timeout=120)
+    yield est  # type: ignore[misc]
+    est.close()
+
+
+def target(root: Path, **settings: object) -> Target:
+    return resolve([settings], root)
+
+
+def vela_cli_rows(model: Path, out: Path, args: list[str]) -> list[list[str]]:
+    """Vela's own per-layer CSV, from the `vela` command, read with the csv module."""
+    subprocess.run([sys.executable, "-m", "ethosu.vela", str(model), "--verbose-performance",
+                    "--output-dir", str(out), *args], check=True, capture_output=True)
+    with open(out / f"{model.stem}_per-layer.csv", newline="") as f:
+        rows = [row for row in csv.reader(f)]
+    header = rows[0]
+    return [row for row in rows[1:] if row != header]
+
+
+@pytest.mark.parametrize("settings, cli", [
+    ({"accelerator": "ethos-u55-128"}, ["--accelerator-config", "ethos-u55-128"]),
+    (U65, ["--accelerator-config", "ethos-u65-256", "--config", "Arm/vela.ini",
+           "--system-config", "Ethos_U65_High_End", "--memory-mode", "Dedicated_Sram"]),
+    ({**U65, "vela_args": ["--debug-force-legacy-core"]},
+     ["--accelerator-config", "ethos-u65-256", "--config", "Arm/vela.ini", "--system-config",
+      "Ethos_U65_High_End", "--memory-mode", "Dedicated_Sram", "--debug-force-legacy-core"]),
+    ({"accelerator": "ethos-u85-256", "vela_args": "--optimise Size"},
+     ["--accelerator-config", "ethos-u85-256", "--optimise", "Size"]),
+], ids=["u55-default", "u65-regor", "u65-legacy", "u85-size"])
+def test_figures_equal_vela_cli(estimator: Estimator, model_dir: Path, tmp_path: Path,
+                                settings: dict[str, object], cli: list[str]) -> None:
+    model = model_dir / "cpu.tflite"
+    result = estimator.estimate(model, target(estimator.rootdir, **settings))
+    rows = vela_cli_rows(model, tmp_path, cli)
+    legacy = "--debug-force-legacy-core" in cli
+    assert result.core == ("legacy" if legacy else "regor")
+    assert len(result.layers) == len(rows) > 3
+    cycles, npu, macs, util = (4, 6, 11, 13) if legacy else (5, 7, 12, 14)
+    for layer, row in zip(result.layers, rows):
+        assert float(layer.cycles) == float(row[cycles])
+        assert float(layer.npu_cycles) == float(row[npu])
+        assert layer.macs == int(row[macs])
+        assert layer.mac_utilization == pytest.approx(float(row[util]), rel=1e-12)
+    assert sum(float(layer.cycles) for layer in result.layers) == pytest.approx(float(result.total_cycles))
+    # the custom operator stays on the CPU, whichever core compiled the rest
+    assert result.cpu_ops == 1 and result.cpu_operators == ("UserCpuOp",)
+
+
+def test_result_names_units_and_json(estimator: Estimator, model_dir: Path) -> None:
+    result = estimator.estimate(model_dir / "base.tflite", target(estimator.rootdir, **U65))
+    assert result.target["system_config"] == "Ethos_U65_High_End"
+    assert result.target["memory_mode"] == "Dedicated_Sram"
+    assert result.target["core_clock"] == 1_000_000_000
+    assert result.vela_version.count(".") >= 1 and result.cpu_ops == 0 and result.npu_ops == 6
+    assert result.inference_time == pytest.approx(float(result.total_cycles) / 1e9, rel=1e-3)
+    assert [layer.index for layer in result.layers] == list(range(len(result.layers)))
+    first = result.layers[0]
+    assert (first.op, first.placement, first.name) == ("Conv2D", "NPU", "net/conv1")
+    assert first.staging_usage > 0 and first.macs > 0 and 0 < first.mac_utilization <= 100
+    data = json.loads(json.dumps(result.to_dict()))
+    assert EstimateResult.from_dict(data) == result
+    table = result.table()
+    assert "net/conv1" in table and "Op Cycles" in table and str(first.cycles) in table
+
+
+def test_bytes_equal_path_and_memo(estimator: Estimator, model_dir: Path) -> None:
+    path = model_dir / "wider.tflite"
+    runs = estimator.vela_runs
+    by_path = estimator.estimate(path, target(estimator.rootdir))
+    by_bytes = estimator.estimate(path.read_bytes(), target(estimator.rootdir))
+    assert by_bytes.layers == by_path.layers and by_bytes.model_sha256 == by_path.model_sha256
+    assert by_bytes.model.startswith("<model bytes sha256:")
+    assert estimator.vela_runs == runs + 1  # the same bytes on the same target ran Vela once
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "no such model file"),
+    (b"", r"empty \(0 bytes\)"),
+    (b"hello, this is a text file\n", "not a TensorFlow Lite model"),
+    (bytes(range(256)) * 8, "not a TensorFlow Lite model"),
+])
+def test_bad_files_name_the_file(estimator: Estimator, tmp_path: Path, content: bytes | None,
+                                 expected: str) -> None:
+    path = tmp_path / "bad.tflite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=expected) as info:
+        estimator.estimate(path, target(estimator.rootdir))
+    assert "bad.tflite" in str(info.value)
+
+
+def test_directory_and_truncated(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="is a directory"):
+        estimator.estimate(tmp_path, target(estimator.rootdir))
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes((model_dir / "base.tflite").read_bytes()[:2000])
+    with pytest.raises(ModelError, match="cut.tflite: truncated or corrupt"):
+        estimator.estimate(cut, target(estimator.rootdir))
+
+
+def test_float_and_precompiled_models_warn(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
+    with pytest.warns(EthosuWarning, match="float model"):
+        result = estimator.estimate(model_dir / "float.tflite", target(estimator.rootdir))
+    assert result.npu_ops == 0 and result.cpu_ops == 6 and result.total_cycles == 0
+    subprocess.run([sys.executable, "-m", "ethosu.vela", str(model_dir / "base.tflite"),
+                    "--output-dir", str(tmp_path)], check=True, capture_output=True)
+    with pytest.warns(EthosuWarning, match="already compiled by Vela"):
+        result = estimator.estimate(tmp_path / "base_vela.tflite", target(estimator.rootdir))
+    assert result.cpu_operators == ("ethos-u",)
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"accelerator": "ethos-u99-1"}, "unknown accelerator 'ethos-u99-1'.*ethos-u55-32.*ethos-u85-2048"),
+    ({"system_config": "Nope"}, "unknown system config 'Nope'.*Ethos_U65_High_End"),
+    ({"system_config": "Ethos_U65_High_End", "memory_mode": "Nope"}, "unknown memory mode 'Nope'.*Shared_Sram"),
+])
+def test_unknown_names_list_valid_ones(estimator: Estimator, model_dir: Path,
+                                       settings: dict[str, str], expected: str) -> None:
+    with pytest.raises(TargetError, match=expected):
+        estimator.estimate(model_dir / "base.tflite", target(estimator.rootdir, **settings))
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="'my.ini' not found.*Arm/vela.ini"):
+        resolve([{"vela_config": "my.ini"}], tmp_path)
+
+
+def test_user_ini_file(estimator: Estimator, model_dir: Path) -> None:
+    bundled = Path(resolve([{"vela_config": "Arm/vela.ini"}], estimator.rootdir).config_files[0])
+    mine = estimator.rootdir / "configs" / "mine.ini"
+    mine.parent.mkdir(exist_ok=True)
+    mine.write_text(bundled.read_text().replace("[System_Config.Ethos_U65_High_End]",
+                                                "[System_Config.My_Board]"))
+    result = estimator.estimate(model_dir / "base.tflite", target(
+        estimator.rootdir, accelerator="ethos-u65-256", vela_config="configs/mine.ini",
+        system_config="My_Board", memory_mode="Dedicated_Sram"))
+    assert result.target["system_config"] == "My_Board"
+    assert result.target["config_files"] == ["configs/mine.ini"]  # portable, not an absolute path
+
+
+def test_vela_rejects_option(estimator: Estimator, model_dir: Path) -> None:
+    with pytest.raises(VelaError, match=r"base.tflite: Vela could not compile(.|\n)*unrecognized arguments: --no-such"):
+        estimator.estimate(model_dir / "base.tflite", target(estimator.rootdir, vela_args=["--no-such"]))
+
+
+def test_fixture_api_and_precedence(project: pytest.Pytester) -> None:
+    """call > marker > command line > ini, for the target settings."""
+    project.makeini("[pytest]\nethosu_accelerator = ethos-u55-64\nethosu_system_config = Ethos_U55_Deep_Embedded\n")
+    project.makepyfile(test_api="""
+        import pytest
+
+        def test_ini_and_cli(ethosu_perf):
+            r = ethosu_perf.estimate("models/base.tflite")
+            assert r.accelerator == "ethos-u55-32"                   # from the command line
+            assert r.target["system_config"] == "Ethos_U55_Deep_Embedded"   # from the ini
+
+        @pytest.mark.ethosu(accelerator="ethos-u55-128")
+        def test_marker(ethosu_perf):
+            assert ethosu_perf.estimate("models/base.tflite").accelerator == "ethos-u55-128"
+            r = ethosu_perf.estimate("models/base.tflite", accelerator="ethos-u55-256")
+            assert r.accelerator == "ethos-u55-256"
+            print(r.table())
+            assert r.cpu_ops == 0
+            assert r.total_cycles < 400_000
+    """)
+    result = project.runpytest("--ethosu-accelerator", "ethos-u55-32", "-p", "no:xdist")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*ethosu: Vela *accelerator=ethos-u55-32*"])
+    assert "Warning: No" not in result.stdout.str()  # Vela's console output is captured
+
+
+def test_truncated_model_fails_one_test_only(project: pytest.Pytester) -> None:
+    data = (project.path / "models" / "base.tflite").read_bytes()
+    (project.path / "models" / "truncated.tflite").write_bytes(data[: len(data) // 2])
+    project.makepyfile(test_two="""
+        def test_truncated(ethosu_perf):
+            ethosu_perf.estimate("models/truncated.tflite", accelerator="ethos-u55-128")
+
+        def test_good(ethosu_perf):
+            assert ethosu_perf.estimate("models/base.tflite", accelerator="ethos-u55-128").cpu_ops == 0
+    """)
+    result = project.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1, passed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["ModelError: models/truncated.tflite: truncated or corrupt: *"])
+    assert "Traceback" not in result.stdout.str() and "pytest_ethosu/" not in result.stdout.str()
