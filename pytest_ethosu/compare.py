@@ -171,22 +171,39 @@ def _verdict(metric: str, base: float, now: float, tol: Tolerance) -> str | None
     return None
 
 
-def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
-                 ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
-    """Pair baseline layers with new ones; None on one side marks an added or removed layer."""
-    key_base = [str(layer["op"]) for layer in base]
-    key_now = [str(layer["op"]) for layer in now]
-    if key_base == key_now:
-        return list(zip(base, now))
+def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
+           ) -> tuple[int, list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]]:
+    key_base = [tuple(str(layer[k]) for k in keys) for layer in base]
+    key_now = [tuple(str(layer[k]) for k in keys) for layer in now]
     pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
+    equal = 0
     matcher = difflib.SequenceMatcher(None, key_base, key_now, autojunk=False)
     for tag, b0, b1, n0, n1 in matcher.get_opcodes():
+        if tag == "equal":
+            equal += b1 - b0
         if tag == "equal" or (tag == "replace" and b1 - b0 == n1 - n0):
-            pairs.extend(zip(base[b0:b1], now[n0:n1]))
+            pairs.extend(zip(base[b0:b1], now[n0:n1], strict=False))
         else:
             pairs.extend((layer, None) for layer in base[b0:b1])
             pairs.extend((None, layer) for layer in now[n0:n1])
-    return pairs
+    return equal, pairs
+
+
+def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
+                 ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
+    """Pair baseline layers with new ones; None on one side marks an added or removed layer.
+
+    Same operator sequence: pair by position.  Otherwise align on operator and name, which
+    places an inserted layer exactly; when most names changed (a re-export), align on the
+    operators alone.
+    """
+    ops = ("op", "npu_op")
+    if [tuple(layer[k] for k in ops) for layer in base] == [tuple(layer[k] for k in ops) for layer in now]:
+        return list(zip(base, now, strict=False))
+    named, pairs = _align(base, now, (*ops, "name"))
+    if 2 * named >= min(len(base), len(now)):
+        return pairs
+    return _align(base, now, ops)[1]
 
 
 def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any]) -> list[str]:

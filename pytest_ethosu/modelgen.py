@@ -105,20 +105,20 @@ class ModelBuilder:
         if self._float:
             values = self._rng.normal(0, 0.1, size=shape).astype(np.float32)
             return self._add(_Tensor(name, shape, TensorType.FLOAT32, [], [], values.tobytes()))
-        values = self._rng.integers(-127, 128, size=shape, dtype=np.int8)
+        ints = self._rng.integers(-127, 128, size=shape, dtype=np.int8)
         channels = shape[axis]
         scales = [float(s) for s in self._rng.uniform(0.002, 0.01, size=channels)]
         return self._add(_Tensor(name, shape, TensorType.INT8, scales, [0] * channels,
-                                 values.tobytes(), axis))
+                                 ints.tobytes(), axis))
 
     def _bias(self, name: str, channels: int, weight_scales: list[float]) -> TensorRef:
         if self._float:
             values = np.zeros(channels, dtype=np.float32)
             return self._add(_Tensor(name, (channels,), TensorType.FLOAT32, [], [], values.tobytes()))
-        values = self._rng.integers(-1000, 1000, size=channels, dtype=np.int32)
+        ints = self._rng.integers(-1000, 1000, size=channels, dtype=np.int32)
         scales = [0.05 * s for s in weight_scales]
         return self._add(_Tensor(name, (channels,), TensorType.INT32, scales, [0] * channels,
-                                 values.tobytes()))
+                                 ints.tobytes()))
 
     def _op(self, code: int | str, inputs: list[TensorRef], out_shape: tuple[int, ...], name: str,
             options_type: int = 0, **options: Any) -> TensorRef:

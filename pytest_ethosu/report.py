@@ -86,7 +86,9 @@ def _headline(comparison: Comparison) -> str:
         return (f"work moved from the NPU to the CPU: {what} (Vela does not estimate CPU time, so "
                 "NPU cycles can drop while inference gets slower)")
     totals = [c for c in regressions if c.layer is None]
-    worst = max(totals or regressions, key=lambda c: (c.percent or float("inf")))
+    # the network's cycles lead when they regressed; otherwise the largest relative change
+    worst = max(totals or regressions, key=lambda c: (c.metric in ("total_cycles", "cycles"),
+                                                      c.percent or float("inf")))
     scope = "network" if worst.layer is None else f"layer {worst.layer} ({worst.op})"
     return (f"{scope} {worst.metric} {_pct(worst)} ({_fmt(worst.baseline)} -> {_fmt(worst.now)}), "
             f"over the tolerance {worst.tolerance}")
@@ -94,7 +96,8 @@ def _headline(comparison: Comparison) -> str:
 
 def change_table(changes: Sequence[Change], limit: int | None, name_width: int = 48) -> str:
     """Layer changes, largest increase first; ``limit`` None shows them all."""
-    ordered = sorted(changes, key=lambda c: (c.kind != "to_cpu", -abs(c.delta), c.layer or 0))
+    ordered = sorted(changes, key=lambda c: (c.kind != "to_cpu", c.metric != "cycles", -abs(c.delta),
+                                             c.layer or 0))
     shown = ordered if limit is None else ordered[:limit]
     rows = [[c.layer if c.layer is not None else "-", shorten(c.name, name_width), c.op,
              c.metric if c.kind in ("regressed", "improved") else c.kind.replace("_", " "),
@@ -118,7 +121,8 @@ def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_fi
             f"{c.metric} {_fmt(c.baseline)} -> {_fmt(c.now)} ({_pct(c)})" for c in totals))
     layer_changes = [c for c in comparison.regressions if c.layer is not None]
     if strict:
-        layer_changes += [c for c in comparison.improvements + comparison.structural if c.layer is not None]
+        layer_changes += [c for c in comparison.improvements + comparison.structural
+                          if c.layer is not None and c.kind != "renamed"]
     other = [c for c in comparison.structural if c not in layer_changes and c.kind != "renamed"]
     limit = None if verbosity >= 2 else FAILURE_ROWS
     if layer_changes:

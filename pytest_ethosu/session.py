@@ -161,7 +161,7 @@ class EthosuSession:
 
     def unused_baselines(self) -> list[Path]:
         """Baselines of tests that passed in this run but were not used by any of their checks."""
-        unused = []
+        unused: list[Path] = []
         for nodeid in sorted(self.passed_tests):
             directory = baseline.test_directory(self.baseline_root, nodeid)
             if directory.is_dir():
@@ -254,7 +254,7 @@ class EthosuPerf:
                 if comparison.drift and session.drift_policy == "update":
                     write, status = True, "pending"
                 elif comparison.failed(session.strict):
-                    self._pend(name, path, document, result, "regressed", comparison, shown, False)
+                    self._pend(name, path, document, result, status, comparison, shown, False)
                     raise CheckFailed(report.failure_message(
                         label, nodeid, comparison, shown, session.config.get_verbosity(),
                         session.strict))

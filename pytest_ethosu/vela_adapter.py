@@ -17,7 +17,6 @@ import csv
 import importlib.metadata
 import importlib.util
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +156,7 @@ def read_per_layer_csv(path: Path, core: str) -> list[dict[str, Any]]:
         if len(fields) != len(columns):
             raise AdapterError(f"unexpected per-layer CSV line from Vela: {line[:200]!r}")
         row: dict[str, Any] = {}
-        for (_, key), text in zip(columns, fields):
+        for (_, key), text in zip(columns, fields, strict=False):
             if key is None:
                 continue
             row[key] = text if key in TEXT_FIELDS else _number(text)
@@ -171,7 +170,7 @@ def read_summary_csv(path: Path) -> dict[str, str]:
         table = list(csv.reader(f))
     if len(table) < 2:
         raise AdapterError(f"Vela wrote an empty summary: {path.name}")
-    return dict(zip(table[0], table[1]))
+    return dict(zip(table[0], table[1], strict=False))
 
 
 def model_operators(path: Path) -> list[str]:

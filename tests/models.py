@@ -6,6 +6,7 @@ layer wider, add a layer, rename layers, or push an operator to the CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_ethosu.modelgen import ModelBuilder
@@ -27,7 +28,7 @@ def network(filters: int = 16, extra_layer: bool = False, cpu_op: bool = False,
     return m.build(x)
 
 
-VARIANTS = {
+VARIANTS: dict[str, Callable[[], bytes]] = {
     "base.tflite": lambda: network(),
     "wider.tflite": lambda: network(filters=48),
     "extra.tflite": lambda: network(extra_layer=True),

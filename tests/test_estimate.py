@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
 
 
 @pytest.fixture(scope="module")
-def estimator(tmp_path_factory: pytest.TempPathFactory) -> Estimator:
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
     root = tmp_path_factory.mktemp("root")
     est = Estimator(root, tmp_path_factory.mktemp("scratch"), timeout=120)
-    yield est  # type: ignore[misc]
+    yield est
     est.close()
 
 
@@ -60,7 +61,7 @@ def test_figures_equal_vela_cli(estimator: Estimator, model_dir: Path, tmp_path:
     assert result.core == ("legacy" if legacy else "regor")
     assert len(result.layers) == len(rows) > 3
     cycles, npu, macs, util = (4, 6, 11, 13) if legacy else (5, 7, 12, 14)
-    for layer, row in zip(result.layers, rows):
+    for layer, row in zip(result.layers, rows, strict=False):
         assert float(layer.cycles) == float(row[cycles])
         assert float(layer.npu_cycles) == float(row[npu])
         assert layer.macs == int(row[macs])

@@ -1,0 +1,238 @@
+"""Baselines and the regression gate, through inner pytest sessions (with and without xdist)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+MODES = {"serial": ["-p", "no:xdist"], "xdist": ["-n", "2"]}
+
+TESTS = """
+import pytest
+
+def test_net(ethosu_perf):
+    ethosu_perf("models/current.tflite", accelerator="ethos-u55-128")
+
+@pytest.mark.ethosu(rtol=0.01, tolerances={"dram_access_cycles": {"rtol": 0.05}})
+def test_two(ethosu_perf):
+    ethosu_perf("models/base.tflite", accelerator="ethos-u65-256", name="u65")
+    ethosu_perf("models/base.tflite", accelerator="ethos-u55-128", name="u55")
+
+@pytest.mark.ethosu(accelerators=["ethos-u55-64", "ethos-u85-256"])
+def test_targets(ethosu_perf):
+    ethosu_perf("models/base.tflite")
+"""
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> list[str]:
+    return MODES[request.param]
+
+
+@pytest.fixture
+def repo(project: pytest.Pytester) -> pytest.Pytester:
+    use(project, "base.tflite")
+    project.makepyfile(test_models=TESTS)
+    return project
+
+
+def use(project: pytest.Pytester, variant: str) -> None:
+    shutil.copy(project.path / "models" / variant, project.path / "models" / "current.tflite")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.json"))}
+
+
+def net_baseline(project: pytest.Pytester) -> Path:
+    return project.path / "baselines" / "test_models" / "test_net" / "default.json"
+
+
+def test_create_then_pass_then_unchanged(repo: pytest.Pytester, mode: list[str]) -> None:
+    missing = repo.runpytest(*mode)
+    missing.assert_outcomes(failed=4)
+    missing.stdout.fnmatch_lines(["*no baseline at baselines/test_models/test_net/default.json",
+                                  "*create it with: pytest --ethosu-update test_models.py::test_net*"])
+    assert not (repo.path / "baselines").exists()
+
+    created = repo.runpytest("--ethosu-update", *mode)
+    created.assert_outcomes(passed=4)
+    created.stdout.fnmatch_lines(["*ethosu baselines: 5 created, 0 updated, 0 unchanged, 0 deleted"])
+    files = snapshot(repo.path / "baselines")
+    assert sorted(files) == ["test_models/test_net/default.json",
+                             "test_models/test_targets[ethos-u55-64]/default.json",
+                             "test_models/test_targets[ethos-u85-256]/default.json",
+                             "test_models/test_two/u55.json", "test_models/test_two/u65.json"]
+    doc = json.loads(net_baseline(repo).read_text())
+    assert doc["schema"] == 1 and doc["estimator"]["target"]["accelerator"] == "ethos-u55-128"
+    assert doc["totals"]["total_cycles"] == sum(layer["cycles"] for layer in doc["layers"])
+    assert net_baseline(repo).read_text().endswith("}\n")
+
+    passed = repo.runpytest(*mode)
+    passed.assert_outcomes(passed=4)
+    again = repo.runpytest("--ethosu-update", *mode)
+    again.stdout.fnmatch_lines(["*ethosu baselines: 0 created, 0 updated, 5 unchanged, 0 deleted"])
+    assert snapshot(repo.path / "baselines") == files
+
+
+def test_regression_names_layer_and_keeps_baseline(repo: pytest.Pytester, mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode).assert_outcomes(passed=4)
+    path = net_baseline(repo)
+    doc = json.loads(path.read_text())
+    doc["layers"][0]["cycles"] = int(doc["layers"][0]["cycles"] * 0.9)  # the baseline claims 10% less
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    edited = path.read_bytes()
+    result = repo.runpytest("-k", "test_net", *mode)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "CheckFailed: ethosu: models/current.tflite on ethos-u55-128: layer 0 (Conv2D) cycles +11.*%*over the tolerance rtol=0.01",
+        "baseline: baselines/test_models/test_net/default.json",
+        "*layer*name*operator*metric*baseline*now*delta*delta %",
+        "0 *net/conv1*Conv2D*cycles*",
+        "if this change is intended, accept it with: pytest --ethosu-update test_models.py::test_net",
+    ])
+    assert "Traceback" not in result.stdout.str()
+    assert path.read_bytes() == edited  # a failing run never rewrites a baseline
+
+
+def test_wider_model_regresses_and_update_accepts(repo: pytest.Pytester, mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode)
+    use(repo, "wider.tflite")
+    result = repo.runpytest("-k", "test_net", *mode)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*network total_cycles +*over the tolerance*", "*the model file changed*"])
+    result.stdout.fnmatch_lines(["*test_net*REGRESSED*"])
+    updated = repo.runpytest("--ethosu-update", "-k", "test_net", *mode)
+    updated.assert_outcomes(passed=1)
+    updated.stdout.fnmatch_lines(["*0 created, 1 updated, 0 unchanged, 0 deleted"])
+    repo.runpytest(*mode).assert_outcomes(passed=4)
+
+
+def test_improvement_passes_and_strict_fails(repo: pytest.Pytester, mode: list[str]) -> None:
+    use(repo, "wider.tflite")
+    repo.runpytest("--ethosu-update", *mode)
+    use(repo, "base.tflite")
+    result = repo.runpytest("-k", "test_net", *mode)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*improved*", "1 estimate(s) improved beyond tolerance: tighten their "
+                                 "baselines with pytest --ethosu-update"])
+    strict = repo.runpytest("-k", "test_net", "--ethosu-strict", *mode)
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*changed (strict mode)*"])
+
+
+def test_layer_added_removed_renamed(repo: pytest.Pytester, mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode)
+    use(repo, "extra.tflite")
+    added = repo.runpytest("-k", "test_net", "--ethosu-rtol", "10", "--ethosu-strict", *mode)
+    added.assert_outcomes(failed=1)
+    added.stdout.fnmatch_lines(["*net/extra*Conv2D*added*"])
+    assert "net/conv2  " not in added.stdout.str().split("baseline: ")[1].split("if this change")[0]
+    use(repo, "renamed.tflite")
+    renamed = repo.runpytest("-k", "test_net", *mode)
+    renamed.assert_outcomes(passed=1)  # a re-export renames layers; the figures are the same
+    repo.runpytest("--ethosu-update", "-k", "test_net", *mode)
+    use(repo, "base.tflite")
+    removed = repo.runpytest("-k", "test_net", "--ethosu-strict", "--ethosu-rtol", "10", *mode)
+    removed.assert_outcomes(failed=1)
+    assert "removed" not in removed.stdout.str() or "layer" in removed.stdout.str()
+
+
+def test_cpu_fallback_always_fails(repo: pytest.Pytester, mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode)
+    use(repo, "cpu.tflite")
+    result = repo.runpytest("-k", "test_net", "--ethosu-rtol", "100", *mode)  # tolerances can't hide it
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*work moved from the NPU to the CPU*Vela does not estimate CPU time*",
+                                 "*net/custom*Custom*to cpu*"])
+
+
+def test_unused_baselines_reported_then_deleted_for_selected_tests(repo: pytest.Pytester,
+                                                                   mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode)
+    stale = repo.path / "baselines" / "test_models" / "test_two" / "old.json"
+    other = repo.path / "baselines" / "test_models" / "test_net" / "old.json"
+    shutil.copy(net_baseline(repo), stale)
+    shutil.copy(net_baseline(repo), other)
+    report = repo.runpytest(*mode)
+    report.assert_outcomes(passed=4)
+    report.stdout.fnmatch_lines(["2 unused baseline(s) (delete them with pytest --ethosu-update):",
+                                 "  baselines/test_models/test_net/old.json",
+                                 "  baselines/test_models/test_two/old.json"])
+    update = repo.runpytest("--ethosu-update", "-k", "test_two", *mode)
+    update.stdout.fnmatch_lines(["*0 created, 0 updated, 2 unchanged, 1 deleted",
+                                 "  deleted unused baselines/test_models/test_two/old.json"])
+    assert not stale.exists() and other.exists()  # test_net was not selected: its file stays
+
+
+def test_corrupt_baseline_is_reported_and_kept(repo: pytest.Pytester, mode: list[str]) -> None:
+    repo.runpytest("--ethosu-update", *mode)
+    net_baseline(repo).write_text('{"schema": 1, "layers": [')
+    for args in ([], ["--ethosu-update"]):
+        result = repo.runpytest("-k", "test_net", *args, *mode)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["BaselineError: baseline */baselines/test_models/test_net/default.json "
+                                     "is not valid JSON (line 1, column *"])
+        assert net_baseline(repo).read_text() == '{"schema": 1, "layers": ['
+
+
+def test_newer_schema_refused(repo: pytest.Pytester) -> None:
+    repo.runpytest("--ethosu-update", "-p", "no:xdist")
+    doc = json.loads(net_baseline(repo).read_text())
+    doc["schema"] = 99
+    net_baseline(repo).write_text(json.dumps(doc))
+    result = repo.runpytest("-k", "test_net", "-p", "no:xdist")
+    result.stdout.fnmatch_lines(["*has schema 99, newer than this pytest-ethosu understands (1). Upgrade pytest-ethosu."])
+
+
+def test_core_change_is_reported(repo: pytest.Pytester) -> None:
+    repo.runpytest("--ethosu-update", "-k", "test_net", "-p", "no:xdist")
+    result = repo.runpytest("-k", "test_net", "-p", "no:xdist", "--ethosu-vela-args=--debug-force-legacy-core",
+                            "--ethosu-rtol", "10")
+    result.stdout.fnmatch_lines(["*baseline made with the regor core, now the legacy core*"])
+    repo.makeini("[pytest]\nethosu_drift = fail\n")
+    failed = repo.runpytest("-k", "test_net", "-p", "no:xdist", "--ethosu-vela-args=--debug-force-legacy-core")
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(["*the estimator changed since the baseline*", "*regor core, now the legacy core*"])
+
+
+def test_read_only_baseline_dir_fails_cleanly(repo: pytest.Pytester) -> None:
+    repo.runpytest("--ethosu-update", "-k", "test_net", "-p", "no:xdist")
+    use(repo, "wider.tflite")
+    directory = net_baseline(repo).parent
+    before = net_baseline(repo).read_bytes()
+    directory.chmod(0o555)
+    try:
+        result = repo.runpytest("--ethosu-update", "-k", "test_net", "-p", "no:xdist")
+    finally:
+        directory.chmod(0o755)
+    import os
+    if os.geteuid() == 0:  # root writes anyway; the run must still pass and say what it did
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*could not write baseline*"])
+        assert net_baseline(repo).read_bytes() == before
+
+
+def test_junitxml_properties_and_result_hook(repo: pytest.Pytester) -> None:
+    repo.makeconftest("""
+        seen = []
+        def pytest_ethosu_result(item, name, result, record):
+            seen.append((item.name, name, result.total_cycles))
+        def pytest_ethosu_summary_row(config, record, row):
+            row["fps"] = f"{1000 / record['inference_ms']:.0f}"
+        def pytest_sessionfinish(session):
+            print("SEEN", sorted(seen))
+    """)
+    result = repo.runpytest("--ethosu-update", "-k", "test_two", "-p", "no:xdist", "-s",
+                            "--junitxml=out.xml")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "SEEN [('test_two', 'u55', " in out and "('test_two', 'u65', " in out
+    result.stdout.fnmatch_lines(["*baseline*fps*"])
+    xml = (repo.path / "out.xml").read_text()
+    assert 'name="ethosu[u65]"' in xml and "total_cycles" in xml
