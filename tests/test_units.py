@@ -1,0 +1,57 @@
+"""Properties of the pure parts: baseline names, the file format, layer matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_ethosu import baseline
+from pytest_ethosu.compare import match_layers
+
+ids = st.text(min_size=1, max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids)
+def test_safe_component_never_escapes(name: str) -> None:
+    part = baseline.safe_component(name)
+    assert part and "/" not in part and "\\" not in part and "\x00" not in part
+    assert part not in (".", "..") and len(part.encode()) <= 100
+    root = Path("/base")
+    assert root in (root / part).parents
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids, ids)
+def test_distinct_names_get_distinct_files(a: str, b: str) -> None:
+    if a != b:
+        assert baseline.safe_component(a) != baseline.safe_component(b)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=5))
+def test_document_text_is_stable(data: dict[str, object]) -> None:
+    text = baseline.dumps({"schema": 1, **data})
+    assert text.endswith("\n") and baseline.dumps(__import__("json").loads(text)) == text
+
+
+def test_hostile_parametrize_ids(tmp_path: Path) -> None:
+    for nodeid in ["t.py::test[../../etc]", "t.py::test[a/b]", "t.py::test[\x00]", "t.py::test[" + "x" * 500 + "]",
+                   "t.py::test[ünï]"]:
+        path = baseline.baseline_path(tmp_path, nodeid, "default")
+        assert tmp_path in path.parents
+        baseline.write(path, {"schema": 1})
+        assert path.read_text() == '{\n  "schema": 1\n}\n'
+
+
+def test_inserted_layer_is_added_not_a_cascade() -> None:
+    def layer(op: str, name: str) -> dict[str, str]:
+        return {"op": op, "npu_op": op, "name": name}
+
+    base = [layer("Conv2D", "a"), layer("Conv2D", "b"), layer("Pool", "c")]
+    now = [layer("Conv2D", "a"), layer("Conv2D", "x"), layer("Conv2D", "b"), layer("Pool", "c")]
+    pairs = match_layers(base, now)
+    assert [(o and o["name"], n and n["name"]) for o, n in pairs] == [("a", "a"), (None, "x"), ("b", "b"),
+                                                                      ("c", "c")]
