@@ -37,6 +37,14 @@ class Model:
     sha256: str
 
 
+def shown_path(path: Path, rootdir: Path) -> str:
+    """A path as messages show it: relative to the rootdir when it is inside it."""
+    try:
+        return str(path.relative_to(rootdir))
+    except ValueError:
+        return str(path)
+
+
 def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
     """Resolve a model argument.  Relative paths are taken from ``rootdir``."""
     if isinstance(model, (bytes, bytearray, memoryview)):
@@ -53,10 +61,7 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
     else:
         given = Path(os.fspath(model)).expanduser()
         path = given if given.is_absolute() else rootdir / given
-        try:
-            display = str(path.relative_to(rootdir))
-        except ValueError:
-            display = str(path)
+        display = shown_path(path, rootdir)
         if not path.exists():
             raise ModelError(f"{display}: no such model file (looked at {path}). Relative model "
                              f"paths are resolved from pytest's rootdir, {rootdir}.")
@@ -146,7 +151,7 @@ class Estimator:
         if not reply["ok"]:
             raise self._error(loaded, target, reply)
         result = build_result(loaded.display, loaded.sha256, self.worker.info.get("vela_version", "?"),
-                              request, reply, [])
+                              request, reply)
         found = _model_warnings(loaded, reply["inspected"], result.cpu_ops)
         for text in found:
             warnings.warn(EthosuWarning(text), stacklevel=3)

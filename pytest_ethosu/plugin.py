@@ -171,12 +171,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for record in regressed:
             tr.write_line("")
             tr.write_line(f"{record['test']} [{record['name']}] regressed; worst changes:")
-            tr.write_line(report.render_rows([
-                {"layer": c["layer"] if c["layer"] is not None else "network",
-                 "operator": c["op"], "name": report.shorten(c["name"], 40), "metric": c["metric"],
-                 "baseline": c["baseline"], "now": c["now"],
-                 "delta %": f"{c['percent']:+.1f}%" if c["percent"] is not None else "-"}
-                for c in record["regressions"]]))
+            tr.write_line(report.render_rows(report.regression_rows(record)))
         count = report.TOP_LAYERS if mode == "short" and verbose <= 0 else 3 * report.TOP_LAYERS
         tr.write_line("")
         tr.write_line(f"layers that cost the most cycles (top {count}):")

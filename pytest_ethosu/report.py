@@ -34,9 +34,9 @@ def _fmt(value: float | None) -> str:
 
 
 def _pct(change: Change) -> str:
-    pct = change.percent
-    return "new" if pct is None and change.baseline in (None, 0) and change.now else (
-        "-" if pct is None else f"{pct:+.1f}%")
+    if change.percent is not None:
+        return f"{change.percent:+.1f}%"
+    return "new" if change.now else "-"
 
 
 def accept_command(nodeid: str) -> str:
@@ -139,6 +139,15 @@ def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_fi
     lines.extend(f"note: {note}" for note in comparison.drift)
     lines.append(f"if this change is intended, accept it with: {accept_command(nodeid)}")
     return "\n".join(lines)
+
+
+def regression_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The summary's table of a regressed estimate's worst changes (from its record)."""
+    return [{"layer": c["layer"] if c["layer"] is not None else "network", "operator": c["op"],
+             "name": shorten(c["name"], 40), "metric": c["metric"], "baseline": _fmt(c["baseline"]),
+             "now": _fmt(c["now"]),
+             "delta %": f"{c['percent']:+.1f}%" if c["percent"] is not None else "-"}
+            for c in record["regressions"]]
 
 
 def missing_message(label: str, nodeid: str, path: str) -> str:

@@ -162,16 +162,11 @@ class EstimateResult:
                 f"cpu_ops={self.cpu_ops})")
 
 
-def _num(text: str) -> Number:
-    value = float(text)
-    return int(value) if value.is_integer() else value
-
-
 def build_result(model: str, sha256: str, vela_version: str, request: dict[str, Any],
-                 reply: dict[str, Any], warnings: list[str]) -> EstimateResult:
-    """Assemble a result from the worker's reply (raw Vela rows, summary and compiled ops)."""
+                 reply: dict[str, Any]) -> EstimateResult:
+    """Assemble a result from the worker's reply (Vela's rows, summary and compiled ops)."""
     vela = reply["vela"]
-    summary: dict[str, str] = vela["summary"]
+    summary: dict[str, Any] = vela["summary"]
     layers = tuple(Layer(index=i, **row) for i, row in enumerate(vela["rows"]))
     # The CPU's share is what the compiled model runs outside the NPU: every operator that is
     # not an 'ethos-u' custom op, plus 'ethos-u' ops the input already had (a model compiled
@@ -187,7 +182,7 @@ def build_result(model: str, sha256: str, vela_version: str, request: dict[str, 
         "accelerator": accelerator,
         "system_config": summary["system_config"],
         "memory_mode": summary["memory_mode"],
-        "core_clock": _num(summary["core_clock"]),
+        "core_clock": summary["core_clock"],
         "macs_per_cycle": int(accelerator.rsplit("-", 1)[1]),
         "config_files": list(request["config_names"]),
         "vela_args": list(request["vela_args"]),
@@ -199,18 +194,17 @@ def build_result(model: str, sha256: str, vela_version: str, request: dict[str, 
         core=vela["core"],
         target=target,
         layers=layers,
-        total_cycles=_num(summary["cycles_total"]),
-        npu_cycles=_num(summary["cycles_npu"]),
-        sram_access_cycles=_num(summary["cycles_sram_access"]),
-        dram_access_cycles=_num(summary["cycles_dram_access"]),
-        on_chip_flash_access_cycles=_num(summary["cycles_on_chip_flash_access"]),
-        off_chip_flash_access_cycles=_num(summary["cycles_off_chip_flash_access"]),
-        macs=int(float(summary["nn_macs"])),
+        total_cycles=summary["cycles_total"],
+        npu_cycles=summary["cycles_npu"],
+        sram_access_cycles=summary["cycles_sram_access"],
+        dram_access_cycles=summary["cycles_dram_access"],
+        on_chip_flash_access_cycles=summary["cycles_on_chip_flash_access"],
+        off_chip_flash_access_cycles=summary["cycles_off_chip_flash_access"],
+        macs=int(summary["nn_macs"]),
         inference_time=float(summary["inference_time"]),
         npu_ops=max(source_ops - len(cpu_operators), 0),
         cpu_ops=len(cpu_operators),
-        sram_used=round(float(summary["sram_memory_used"]) * kib),
-        dram_used=round(float(summary["dram_memory_used"]) * kib),
+        sram_used=round(summary["sram_memory_used"] * kib),  # Vela reports KiB
+        dram_used=round(summary["dram_memory_used"] * kib),
         cpu_operators=cpu_operators,
-        warnings=tuple(warnings),
     )

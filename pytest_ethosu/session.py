@@ -23,7 +23,7 @@ import pytest
 from . import baseline, report
 from .compare import Comparison, Tolerances, compare
 from .errors import EthosuError
-from .estimator import Estimator, ModelArg
+from .estimator import Estimator, ModelArg, shown_path
 from .result import EstimateResult
 from .target import SETTINGS, Target, resolve
 
@@ -84,8 +84,12 @@ class EthosuSession:
         self.settings = {name: _option(config, flag, ini) for name, (flag, ini, _) in SETTINGS.items()}
         rtol = _option(config, "--ethosu-rtol", "ethosu_rtol")
         atol = config.getini("ethosu_atol")
-        self.tolerance_settings = {"rtol": float(rtol) if rtol else None,
-                                   "atol": float(atol) if atol else None}
+        try:
+            self.tolerance_settings = {"rtol": float(rtol) if rtol else None,
+                                       "atol": float(atol) if atol else None}
+        except ValueError:
+            raise pytest.UsageError(f"--ethosu-rtol / ethosu_rtol / ethosu_atol must be numbers, "
+                                    f"not {rtol!r} / {atol!r}") from None
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
         self.records: list[dict[str, Any]] = []
@@ -109,10 +113,7 @@ class EthosuSession:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     def relative(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.rootdir))
-        except ValueError:
-            return str(path)
+        return shown_path(path, self.rootdir)
 
     # -- after each test ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TargetError
-from .vela_adapter import bundled_config_dir, core_for
+from .vela_adapter import bundled_config_dir
 
 DEFAULT_ACCELERATOR = "ethos-u55-256"  # Vela's own default for --accelerator-config
 DEFAULT_CONFIG = "Arm/vela.ini"
@@ -52,10 +52,6 @@ class Target:
     config_files: tuple[str, ...]  # absolute paths handed to Vela; empty: Vela's default
     config_names: tuple[str, ...]  # the same files as recorded in results and baselines
     vela_args: tuple[str, ...]
-
-    @property
-    def core(self) -> str:
-        return core_for(self.accelerator, self.vela_args)
 
     def describe(self) -> str:
         parts = [self.accelerator, self.system_config or "default system config",

@@ -165,21 +165,37 @@ def read_per_layer_csv(path: Path, core: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read_summary_csv(path: Path) -> dict[str, str]:
+SUMMARY_TEXT_FIELDS = frozenset({"experiment", "network", "accelerator_configuration", "system_config",
+                                 "memory_mode", "weights_storage_area", "feature_map_storage_area"})
+
+
+def read_summary_csv(path: Path) -> dict[str, Any]:
+    """Vela's network summary; numeric columns become numbers."""
     with open(path, newline="", encoding="utf-8") as f:
         table = list(csv.reader(f))
     if len(table) < 2:
         raise AdapterError(f"Vela wrote an empty summary: {path.name}")
-    return dict(zip(table[0], table[1], strict=False))
+    summary: dict[str, Any] = {}
+    for key, text in zip(table[0], table[1], strict=False):
+        try:
+            summary[key] = text if key in SUMMARY_TEXT_FIELDS else _number(text)
+        except ValueError:
+            summary[key] = text
+    return summary
 
 
-def model_operators(path: Path) -> list[str]:
-    """Operator names, in order, of every subgraph of a TFLite file (custom ops by their code)."""
-    from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
+def parse_model(data: bytes) -> Any:
+    """The root table of a TFLite flatbuffer (Vela's generated schema classes)."""
     from ethosu.vela.tflite.Model import Model
 
+    return Model.GetRootAsModel(data, 0)
+
+
+def model_operators(model: Any) -> list[str]:
+    """Operator names, in order, of every subgraph of a parsed model (custom ops by their code)."""
+    from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
+
     names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
-    model = Model.GetRootAsModel(path.read_bytes(), 0)
     codes = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
@@ -196,15 +212,11 @@ def model_operators(path: Path) -> list[str]:
     return ops
 
 
-def check_buffers(data: bytes) -> None:
+def check_buffers(model: Any, size: int) -> None:
     """Refuse a model whose weight buffers point past the end of the file (a truncated file).
 
     Vela's C++ core does not check this and can crash on it.
     """
-    from ethosu.vela.tflite.Model import Model
-
-    model = Model.GetRootAsModel(data, 0)
-    size = len(data)
     for i in range(model.BuffersLength()):
         buffer = model.Buffers(i)
         field = buffer._tab.Offset(4)  # the 'data' vector
@@ -222,13 +234,12 @@ def check_buffers(data: bytes) -> None:
 
 def inspect_model(path: Path) -> dict[str, Any]:
     """What the plugin checks before compiling: the operators, and how many compute in float."""
-    from ethosu.vela.tflite.Model import Model
     from ethosu.vela.tflite.TensorType import TensorType
 
     data = path.read_bytes()
-    check_buffers(data)
-    operators = model_operators(path)
-    model = Model.GetRootAsModel(data, 0)
+    model = parse_model(data)
+    check_buffers(model, len(data))
+    operators = model_operators(model)
     float_types = {TensorType.FLOAT32, TensorType.FLOAT16}
     conversions = {"QUANTIZE", "DEQUANTIZE"}
     float_ops = 0
@@ -282,5 +293,5 @@ def run_vela(model: Path, out_dir: Path, accelerator: str, system_config: str | 
         "core": core,
         "rows": rows,
         "summary": read_summary_csv(summaries[0]),
-        "compiled_operators": model_operators(compiled) if compiled.exists() else [],
+        "compiled_operators": model_operators(parse_model(compiled.read_bytes())) if compiled.exists() else [],
     }

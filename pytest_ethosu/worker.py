@@ -117,27 +117,32 @@ class VelaWorker:
         return proc
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        for attempt in (1, 2):
-            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-            assert proc.stdin is not None and proc.stdout is not None
-            deadline = time.monotonic() + timeout if timeout else None
-            try:
-                _write_message(proc.stdin, message)
-                ack = _read_message(proc.stdout.fileno(), deadline)
-            except BrokenPipeError:
-                ack = None
-            except TimeoutError:
-                ack = {}
-            if ack is None:
-                # the worker was gone before it took the job (killed between jobs): the job is
-                # not to blame, so start a fresh worker and send it again, once
-                proc.wait()
-                self._proc = None
-                if attempt == 1:
-                    continue
-                raise VelaCrash("the worker died twice before it could take the job")
-            return self._reply(proc, deadline, timeout)
-        raise AssertionError("unreachable")
+        deadline = time.monotonic() + timeout if timeout else None
+        proc = self._send(message, deadline)
+        if proc is None:
+            # the worker was gone before it took the job (killed between jobs): the job is not
+            # to blame, so a fresh worker gets it once more
+            proc = self._send(message, deadline)
+        if proc is None:
+            raise VelaCrash("the worker died twice before it could take the job")
+        return self._reply(proc, deadline, timeout)
+
+    def _send(self, message: dict[str, Any], deadline: float | None) -> subprocess.Popen[bytes] | None:
+        """Hand the job to a live worker; None when the worker died before acknowledging it."""
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            _write_message(proc.stdin, message)
+            ack = _read_message(proc.stdout.fileno(), deadline)
+        except BrokenPipeError:
+            ack = None
+        except TimeoutError:
+            return proc  # taking the job took too long: _reply reports the timeout
+        if ack is None:
+            proc.wait()
+            self._proc = None
+            return None
+        return proc
 
     def _reply(self, proc: subprocess.Popen[bytes], deadline: float | None,
                timeout: float | None) -> dict[str, Any]:
