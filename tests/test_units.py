@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -34,7 +35,7 @@ def test_distinct_names_get_distinct_files(a: str, b: str) -> None:
 @given(st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=5))
 def test_document_text_is_stable(data: dict[str, object]) -> None:
     text = baseline.dumps({"schema": 1, **data})
-    assert text.endswith("\n") and baseline.dumps(__import__("json").loads(text)) == text
+    assert text.endswith("\n") and baseline.dumps(json.loads(text)) == text
 
 
 def test_hostile_parametrize_ids(tmp_path: Path) -> None:
