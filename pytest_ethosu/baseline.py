@@ -126,6 +126,12 @@ def write(path: Path, document: dict[str, Any]) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
+    write_text_atomic(path, text)
+    return True
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -140,7 +146,6 @@ def write(path: Path, document: dict[str, Any]) -> bool:
         except OSError:
             pass
         raise
-    return True
 
 
 def remove(path: Path, root: Path) -> None:

@@ -127,9 +127,20 @@ class Change:
 
 @dataclass(frozen=True)
 class Comparison:
+    """``changes`` holds what exceeded a tolerance (plus every gated total, kind ``same`` when
+    within it); ``layer_deltas`` pairs every baseline layer with its match, with both cycle
+    counts: ``(baseline index, new index, baseline cycles, new cycles)``, None where unmatched."""
+
     changes: tuple[Change, ...]
     drift: tuple[str, ...]
     model_changed: bool
+    layer_deltas: tuple[tuple[int | None, int | None, float | None, float | None], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status(), "drift": list(self.drift), "model_changed": self.model_changed,
+                "changes": [c.to_dict() for c in self.changes],
+                "layer_deltas": [{"baseline_layer": b, "layer": n, "baseline_cycles": bc, "cycles": nc}
+                                 for b, n, bc, nc in self.layer_deltas]}
 
     @property
     def regressions(self) -> list[Change]:
@@ -238,7 +249,11 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
         kind = _verdict(metric, old_totals[metric], new_totals[metric], tol)
         changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],
                               tolerance=tol.describe()))
-    for old, new in match_layers(baseline["layers"], now["layers"]):
+    pairs = match_layers(baseline["layers"], now["layers"])
+    deltas = tuple((None if old is None else old["index"], None if new is None else new["index"],
+                    None if old is None else old["cycles"], None if new is None else new["cycles"])
+                   for old, new in pairs)
+    for old, new in pairs:
         if new is None:
             assert old is not None
             changes.append(Change("removed", "cycles", old["cycles"], None, old["index"],
@@ -262,4 +277,4 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
                                       tolerance=tol.describe(), **where))
     changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
     return Comparison(tuple(changes), tuple(drift(baseline["estimator"], now["estimator"])),
-                      changed_model)
+                      changed_model, deltas)

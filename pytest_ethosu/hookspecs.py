@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 
 def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
                          record: dict[str, Any]) -> None:
-    """Called for every estimate that a check (``ethosu_perf(...)``) has compared.
+    """Called for every estimate: checks (``ethosu_perf(...)``, ``name`` as given) and plain
+    ``ethosu_perf.estimate(...)`` calls (``name`` is "").
 
-    ``record`` is the summary row's data (plain JSON types; ``record["status"]`` is final only
-    after the test ends).  Use it to push figures to a dashboard::
+    ``record`` is the estimate's summary data in plain JSON types; ``record["status"]`` is
+    final only after the test ends.  Values a hook adds to ``record`` travel with it (also from
+    xdist workers) and reach ``pytest_ethosu_summary_row``.  Use it to push figures to a
+    dashboard::
 
         # conftest.py
         def pytest_ethosu_result(item, name, result, record):

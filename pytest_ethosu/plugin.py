@@ -8,16 +8,19 @@ tables in ``report.py``, and the per-session state in ``session.py``.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import report
+from . import baseline, report
 from .errors import EthosuError
 from .session import DRIFT_POLICIES, EthosuPerf, EthosuSession, item_state_key
-from .target import SETTINGS
-from .vela_adapter import vela_version
+from .target import DEFAULT_ACCELERATOR, SETTINGS
+from .vela_adapter import core_for, vela_version
 
 session_key = pytest.StashKey[EthosuSession]()
 SUMMARY_MODES = ("none", "short", "full")
@@ -55,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   f"baseline's: {' | '.join(DRIFT_POLICIES)} (default: warn)")
     group.addoption("--ethosu-summary", dest="ethosu_summary", default="short", choices=SUMMARY_MODES,
                     help="end-of-session summary: none, short (default) or full")
+    group.addoption("--ethosu-json", dest="ethosu_json", default=None, metavar="PATH",
+                    help="write every estimate of the session (all layers, comparisons) to a JSON file")
+    group.addoption("--ethosu-markdown", dest="ethosu_markdown", default=None, metavar="PATH",
+                    help="append the summary as Markdown to PATH (default: $GITHUB_STEP_SUMMARY if set)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,7 +88,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     settings = session.settings
     target = ", ".join(f"{k}={v}" for k, v in settings.items() if v) or "Vela's defaults"
     mode = " (updating baselines)" if session.update else ""
-    return (f"ethosu: Vela {vela_version()}, target {target}, baselines in "
+    args = shlex.split(settings["vela_args"] or "")
+    core = core_for(settings["accelerator"] or DEFAULT_ACCELERATOR, args)
+    return (f"ethosu: Vela {vela_version()} ({core} core), target {target}, baselines in "
             f"{session.relative(session.baseline_root)}{mode}")
 
 
@@ -139,6 +148,42 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.workeroutput["ethosu"] = json.dumps(state.worker_output())  # type: ignore[attr-defined]
         return
     state.deleted = state.delete_unused() if state.update else []
+    records = state.sorted_records()
+    if not records:
+        return
+    json_path = config.getoption("ethosu_json")
+    if json_path:
+        document = report.json_report(records, vela_version())
+        state.output_errors += _write(Path(json_path), json.dumps(document, indent=2, sort_keys=True) + "\n",
+                                      append=False)
+    markdown_path = config.getoption("ethosu_markdown") or os.environ.get("GITHUB_STEP_SUMMARY")
+    if markdown_path:
+        rows = summary_rows(config, records, width=10_000, verbose=1)
+        state.output_errors += _write(Path(markdown_path), report.markdown(rows, records), append=True)
+
+
+def _write(path: Path, text: str, append: bool) -> list[str]:
+    """Write a session-level output file; a failure is reported in the summary, never raised."""
+    try:
+        if append:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            baseline.write_text_atomic(path, text)
+    except OSError as exc:
+        return [f"could not write {path}: {exc.strerror or exc}"]
+    return []
+
+
+def summary_rows(config: pytest.Config, records: list[dict[str, Any]], width: int,
+                 verbose: int) -> list[dict[str, Any]]:
+    """The summary's rows, after conftest hooks have changed them."""
+    rows = []
+    for record in records:
+        row = report.summary_row(record, width, verbose)
+        config.hook.pytest_ethosu_summary_row(config=config, record=record, row=row)
+        rows.append(row)
+    return rows
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -155,18 +200,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     mode = config.getoption("ethosu_summary")
     records = state.sorted_records()
     tr = terminalreporter
+    for error in state.output_errors:
+        tr.write_line(f"ethosu: {error}", red=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in report.github_annotations(records):
+            tr.write_line(line)
     if not records and not state.counts and not state.deleted:
         return
     verbose = config.get_verbosity()
     width = tr._tw.fullwidth
     tr.write_sep("=", "ethosu performance summary")
     if mode != "none" and records:
-        rows = []
-        for record in records:
-            row = report.summary_row(record, width, verbose)
-            config.hook.pytest_ethosu_summary_row(config=config, record=record, row=row)
-            rows.append(row)
-        tr.write_line(report.render_rows(rows))
+        tr.write_line(report.render_rows(summary_rows(config, records, width, verbose)))
         regressed = [r for r in records if r["status"] == "regressed"]
         for record in regressed:
             tr.write_line("")

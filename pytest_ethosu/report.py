@@ -12,6 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from .baseline import estimator_identity
 from .compare import Change, Comparison
 from .result import EstimateResult
 
@@ -43,13 +44,20 @@ def accept_command(nodeid: str) -> str:
     return f"pytest --ethosu-update {shlex.quote(nodeid)}"
 
 
-def make_record(nodeid: str, name: str, result: EstimateResult, status: str,
-                comparison: Comparison | None, baseline_file: str | None) -> dict[str, Any]:
-    """The session-level summary of one estimate, in plain JSON types."""
+def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: str,
+                comparison: Comparison | None, baseline_file: str | None, detail: bool) -> dict[str, Any]:
+    """The session-level summary of one estimate, in plain JSON types.
+
+    ``name`` is the check's name, or "" for a plain ``estimate()``.  With ``detail`` (for the
+    JSON report) the record also holds the resolved target, the estimator identity, the totals,
+    every layer and the whole comparison.
+    """
     total = comparison.total_delta() if comparison else None
     top = sorted(result.layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
-    return {
+    record = {
         "test": nodeid,
+        "file": location[0],
+        "line": location[1],
         "name": name,
         "model": result.model,
         "model_sha256": result.model_sha256,
@@ -69,14 +77,24 @@ def make_record(nodeid: str, name: str, result: EstimateResult, status: str,
         "baseline": baseline_file,
         "drift": list(comparison.drift) if comparison else [],
         "regressions": [c.to_dict() for c in comparison.regressions[:TOP_LAYERS]] if comparison else [],
+        "headline": headline(comparison) if comparison and comparison.regressions else "",
         "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
                        for layer in top],
     }
+    if detail:
+        record["detail"] = {
+            "target": result.target,
+            "estimator": estimator_identity(result),
+            "totals": result.totals(),
+            "layers": [layer.to_dict() for layer in result.layers],
+            "comparison": comparison.to_dict() if comparison else None,
+        }
+    return record
 
 
-def _headline(comparison: Comparison) -> str:
+def headline(comparison: Comparison) -> str:
     regressions = comparison.regressions
     to_cpu = [c for c in regressions if c.kind == "to_cpu"]
     if to_cpu:
@@ -113,7 +131,7 @@ def change_table(changes: Sequence[Change], limit: int | None, name_width: int =
 def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_file: str,
                     verbosity: int, strict: bool) -> str:
     """One screen: headline, baseline file, offending layers, context and the accept command."""
-    lines = [f"ethosu: {label}: {_headline(comparison) if comparison.regressions else 'changed (strict mode)'}",
+    lines = [f"ethosu: {label}: {headline(comparison) if comparison.regressions else 'changed (strict mode)'}",
              f"baseline: {baseline_file}"]
     totals = [c for c in comparison.regressions if c.layer is None and c.kind != "to_cpu"]
     if totals:
@@ -159,8 +177,8 @@ def missing_message(label: str, nodeid: str, path: str) -> str:
 # The terminal summary.
 
 STATUS_TEXT = {"ok": "ok", "regressed": "REGRESSED", "improved": "improved", "changed": "changed",
-               "created": "new", "updated": "updated", "unchanged": "ok", "missing": "no baseline",
-               "drift": "drift", "unchecked": "-"}
+               "created": "new", "updated": "updated", "unchanged": "ok", "missing": "MISSING",
+               "drift": "drift", "unchecked": "no baseline", "unwritten": "not written"}
 
 
 def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str, Any]:
@@ -170,7 +188,7 @@ def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str
     if record.get("delta_percent"):
         status += f" {record['delta_percent']:+.1f}%"
     test = record["test"].split("::", 1)[-1]
-    if record["name"] != "default":
+    if record["name"] not in ("default", ""):
         test += f" [{record['name']}]"
     return {
         "test": shorten(test, name_width),
@@ -206,3 +224,66 @@ def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: in
           f"{layer['mac_utilization']:.1f}"] for _, r, layer in rows[:count]],
         headers=["model", "accelerator", "layer", "operator", "name", "cycles", "% of net",
                  "util %"], tablefmt="simple", disable_numparse=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine-readable output: the JSON report, Markdown for CI pages, GitHub annotations.
+
+JSON_SCHEMA = 1
+
+
+def json_report(records: Sequence[Mapping[str, Any]], vela_version: str) -> dict[str, Any]:
+    """The ``--ethosu-json`` document (schema 1).
+
+    ``estimates`` holds one entry per estimate of the session, ordered by test id and name.
+    Each entry has ``test`` (node id), ``name`` ("" for a plain ``estimate()``), ``model``,
+    ``model_sha256``, ``accelerator``, ``status``, ``baseline`` (file, or null), ``target``,
+    ``estimator`` (Vela version, core, target options), ``totals`` and ``layers`` as in baseline
+    files, and ``comparison`` (null without a baseline): ``status``, ``drift``,
+    ``model_changed``, ``changes`` (every gated total and every change beyond tolerance) and
+    ``layer_deltas`` (each baseline layer with its match and both cycle counts).
+    """
+    estimates = []
+    for record in records:
+        detail = record["detail"]
+        estimates.append({
+            "test": record["test"], "name": record["name"], "model": record["model"],
+            "model_sha256": record["model_sha256"], "accelerator": record["accelerator"],
+            "status": record["status"], "baseline": record["baseline"],
+            "inference_ms": record["inference_ms"], "mac_utilization": record["mac_utilization"],
+            **detail,
+        })
+    return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> str:
+    """The summary as GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY`` or a file."""
+    headers: list[str] = []
+    for row in rows:
+        headers.extend(h for h in row if h not in headers)
+    text = "## Ethos-U performance (pytest-ethosu)\n\n" + tabulate(
+        [[str(row.get(h, "")).replace("|", "\\|") for h in headers] for row in rows],
+        headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    regressed = [r for r in records if r["status"] == "regressed"]
+    if regressed:
+        text += "\n**Regressions**\n\n" + "".join(
+            f"- `{r['test']}` {r['name']}: {r['headline']}\n" for r in regressed)
+    return text + "\n"
+
+
+def _escape_annotation(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_annotations(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``::error`` workflow commands, one per regressed estimate, pointing at the test."""
+    lines = []
+    for r in records:
+        if r["status"] != "regressed":
+            continue
+        title = f"Ethos-U regression: {r['model']} on {r['accelerator']}"
+        message = f"{r['test']} {r['name']}: {r['headline']}"
+        lines.append(f"::error file={_escape_annotation(r['file'])},line={r['line']},"
+                     f"title={_escape_annotation(title).replace(',', '%2C').replace(':', '%3A')}"
+                     f"::{_escape_annotation(message)}")
+    return lines

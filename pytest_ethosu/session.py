@@ -40,9 +40,9 @@ class CheckFailed(EthosuError):
 class Pending:
     """A check's outcome, kept on the item until the test's result is known."""
 
-    name: str
-    path: Path
-    document: dict[str, Any]
+    name: str  # "" for a plain estimate()
+    path: Path | None  # the baseline file of a check
+    document: dict[str, Any] | None
     record: dict[str, Any]
     write: bool
 
@@ -72,6 +72,7 @@ class EthosuSession:
         self.config = config
         self.rootdir = config.rootpath
         self.update: bool = config.getoption("ethosu_update")
+        self.detailed = bool(config.getoption("ethosu_json"))  # records carry every layer
         self.strict: bool = config.getoption("ethosu_strict")
         policy = str(config.getini("ethosu_drift") or "warn")
         if policy not in DRIFT_POLICIES:
@@ -97,6 +98,7 @@ class EthosuSession:
         self.produced: set[str] = set()  # baseline files that this session's checks used
         self.passed_tests: set[str] = set()  # tests whose every check ran to the end
         self.deleted: list[Path] = []
+        self.output_errors: list[str] = []
 
     @property
     def estimator(self) -> Estimator:
@@ -125,6 +127,7 @@ class EthosuSession:
         errors = []
         for pending in state.pending:
             if passed and pending.write:
+                assert pending.path is not None and pending.document is not None
                 existed = pending.path.exists()
                 try:
                     changed = baseline.write(pending.path, pending.document)
@@ -139,9 +142,10 @@ class EthosuSession:
                 self.counts[status] += 1
             elif pending.write:
                 pending.record["status"] = "unwritten"
-            item.user_properties.append((f"ethosu[{pending.name}]", json.dumps({
-                k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
-                                               "cpu_ops", "status", "delta_percent")})))
+            if pending.name:
+                item.user_properties.append((f"ethosu[{pending.name}]", json.dumps({
+                    k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
+                                                   "cpu_ops", "status", "delta_percent")})))
             self.records.append(pending.record)
         if passed and not errors:
             self.passed_tests.add(item.nodeid)
@@ -217,6 +221,12 @@ class EthosuPerf:
     def estimate(self, model: ModelArg, **target: Any) -> EstimateResult:
         """Estimate ``model`` with Vela on the resolved target; no baseline is involved."""
         __tracebackhide__ = True
+        result = self._estimate(model, target)
+        self._pend("", None, None, result, "unchecked", None, None, False)
+        return result
+
+    def _estimate(self, model: ModelArg, target: dict[str, Any]) -> EstimateResult:
+        __tracebackhide__ = True
         return self._session.estimator.estimate(model, self.target(**target), self._state.logs)
 
     def __call__(self, model: ModelArg, *, name: str = "default", rtol: float | None = None,
@@ -227,7 +237,7 @@ class EthosuPerf:
             raise CheckFailed(f"{self._item.nodeid}: two checks named {name!r}; give each "
                               "ethosu_perf(...) call in a test its own name=")
         self._names.add(name)
-        result = self.estimate(model, **target)
+        result = self._estimate(model, target)
         session = self._session
         try:
             tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances},
@@ -265,11 +275,14 @@ class EthosuPerf:
             self._pend(name, path, document, result, "missing", None, shown, False)
             raise CheckFailed(report.missing_message(label, nodeid, shown))
         self._pend(name, path, document, result, status, comparison, shown, write)
-        session.config.hook.pytest_ethosu_result(item=self._item, name=name, result=result,
-                                                 record=self._state.pending[-1].record)
         return result
 
-    def _pend(self, name: str, path: Path, document: dict[str, Any], result: EstimateResult,
-              status: str, comparison: Comparison | None, shown: str, write: bool) -> None:
-        record = report.make_record(self._item.nodeid, name, result, status, comparison, shown)
+    def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
+              status: str, comparison: Comparison | None, shown: str | None, write: bool) -> None:
+        """Keep the outcome on the item until the test ends, and tell the result hook."""
+        item = self._item
+        location = (item.location[0], (item.location[1] or 0) + 1)
+        record = report.make_record(item.nodeid, location, name, result, status, comparison, shown,
+                                    self._session.detailed)
         self._state.pending.append(Pending(name, path, document, record, write))
+        self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)

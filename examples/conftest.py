@@ -1,0 +1,26 @@
+"""The example's own columns: the third convolution's cycles and MAC utilisation.
+
+Shows both pytest-ethosu hooks: one adds figures to each estimate's record, the other puts
+them in the summary table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_ethosu import EstimateResult
+
+
+def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult, record: dict[str, Any]) -> None:
+    conv = next((layer for layer in result.layers if layer.name == "conv2d_2" and layer.macs), None)
+    if conv is not None:
+        record["third_conv"] = {"cycles": conv.cycles, "util": conv.mac_utilization}
+
+
+def pytest_ethosu_summary_row(config: pytest.Config, record: dict[str, Any], row: dict[str, Any]) -> None:
+    conv = record.get("third_conv")
+    if conv:
+        row["3rd conv cycles"] = f"{conv['cycles']:,}"
+        row["3rd conv util %"] = f"{conv['util']:.1f}"
