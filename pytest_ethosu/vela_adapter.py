@@ -232,6 +232,82 @@ def check_buffers(model: Any, size: int) -> None:
                                f"past the end of the file ({size} bytes)")
 
 
+def _check_quantization(tensor: Any, shape: list[int], where: str) -> None:
+    from ethosu.vela.tflite.TensorType import TensorType
+
+    quant = tensor.Quantization()
+    if quant is None:
+        return
+    scales = [quant.Scale(i) for i in range(quant.ScaleLength())]
+    zeros = quant.ZeroPointLength()
+    if any(not math.isfinite(v) or v <= 0 or v > 1e30 for v in scales):
+        raise AdapterError(f"corrupt: {where} has a quantisation scale that is not a positive number")
+    # per-channel scales must match a dimension; converters write bias tensors with an axis
+    # beyond their rank, which Vela accepts, so the axis itself is not checked
+    if len(scales) > 1 and len(scales) not in shape:
+        raise AdapterError(f"corrupt: {where} has {len(scales)} quantisation scales for shape {shape}")
+    points = [quant.ZeroPoint(i) for i in range(zeros)]
+    # TFLite's quantisation spec: per-axis zero points are all 0, one per scale
+    if len(scales) > 1 and (zeros != len(scales) or any(points)):
+        raise AdapterError(f"corrupt: {where} has per-channel zero points {points[:4]}... "
+                           "(the spec requires one 0 per channel)")
+    low, high = {TensorType.INT8: (-128, 127), TensorType.UINT8: (0, 255)}.get(tensor.Type(), (None, None))
+    if low is not None and any(not low <= z <= high for z in points):
+        raise AdapterError(f"corrupt: {where} has a zero point outside its type's range")
+
+
+def check_structure(model: Any) -> None:
+    """Refuse indices and values that point outside the model: Vela's C++ core trusts them.
+
+    Checks operator codes, every tensor's buffer, type, shape and name, and every operator's
+    opcode and tensor indices.  Each message says where the model is inconsistent.
+    """
+    from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
+    from ethosu.vela.tflite.TensorType import TensorType
+
+    max_builtin = max(v for k, v in vars(BuiltinOperator).items() if not k.startswith("_"))
+    max_type = max(v for k, v in vars(TensorType).items() if not k.startswith("_"))
+    codes, buffers = model.OperatorCodesLength(), model.BuffersLength()
+    for i in range(codes):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if not 0 <= builtin <= max_builtin:
+            raise AdapterError(f"corrupt: operator code {i} names unknown builtin operator {builtin}")
+        if code.CustomCode():
+            code.CustomCode().decode("utf-8")
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        tensors = graph.TensorsLength()
+        for t in range(tensors):
+            tensor = graph.Tensors(t)
+            if not 0 <= tensor.Buffer() < max(buffers, 1):
+                raise AdapterError(f"corrupt: tensor {t} of subgraph {s} uses buffer {tensor.Buffer()}, "
+                                   f"but the model has {buffers} buffers")
+            if not 0 <= tensor.Type() <= max_type:
+                raise AdapterError(f"corrupt: tensor {t} of subgraph {s} has unknown type {tensor.Type()}")
+            shape = [tensor.Shape(d) for d in range(tensor.ShapeLength())]
+            if any(d < -1 or d > 1 << 24 for d in shape) or math.prod(max(d, 1) for d in shape) > 1 << 31:
+                raise AdapterError(f"corrupt: tensor {t} of subgraph {s} has shape {shape}")
+            if tensor.Name():
+                tensor.Name().decode("utf-8")
+            _check_quantization(tensor, shape, f"tensor {t} of subgraph {s}")
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            if not 0 <= op.OpcodeIndex() < codes:
+                raise AdapterError(f"corrupt: operator {o} of subgraph {s} uses operator code "
+                                   f"{op.OpcodeIndex()}, but the model has {codes}")
+            used = [op.Inputs(i) for i in range(op.InputsLength())]
+            used += [op.Outputs(i) for i in range(op.OutputsLength())]
+            bad = [i for i in used if not -1 <= i < tensors]
+            if bad:
+                raise AdapterError(f"corrupt: operator {o} of subgraph {s} refers to tensor {bad[0]}, "
+                                   f"but the subgraph has {tensors}")
+        ends = [graph.Inputs(i) for i in range(graph.InputsLength())]
+        ends += [graph.Outputs(i) for i in range(graph.OutputsLength())]
+        if any(not 0 <= i < tensors for i in ends):
+            raise AdapterError(f"corrupt: subgraph {s} lists an input or output tensor that does not exist")
+
+
 def inspect_model(path: Path) -> dict[str, Any]:
     """What the plugin checks before compiling: the operators, and how many compute in float."""
     from ethosu.vela.tflite.TensorType import TensorType
@@ -239,6 +315,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     model = parse_model(data)
     check_buffers(model, len(data))
+    check_structure(model)
     operators = model_operators(model)
     float_types = {TensorType.FLOAT32, TensorType.FLOAT16}
     conversions = {"QUANTIZE", "DEQUANTIZE"}

@@ -195,6 +195,14 @@ def describe_exit(status: int) -> str:
 # The child side.
 
 
+def _no_core_dumps() -> None:
+    """A Vela crash must not leave a core file in the user's repository."""
+    with contextlib.suppress(Exception):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (best effort, Linux only)."""
     with contextlib.suppress(Exception):
@@ -245,6 +253,8 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
         inspected = adapter.inspect_model(model)
     except adapter.AdapterError as exc:
         return {"ok": False, "kind": "model", "error": str(exc)}
+    except UnicodeDecodeError:
+        return {"ok": False, "kind": "model", "error": "corrupt: a name in the model is not UTF-8 text"}
     except struct.error:  # the flatbuffers reader followed an offset out of the file
         return {"ok": False, "kind": "model", "error": "truncated or corrupt: it refers to data "
                 f"past the end of the file ({model.stat().st_size} bytes)"}
@@ -275,6 +285,7 @@ def main() -> int:
     os.dup2(devnull, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
+    _no_core_dumps()
     try:
         from ethosu.vela import vela  # noqa: F401  (import once, up front, so failures show now)
 

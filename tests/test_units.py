@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -56,3 +57,33 @@ def test_inserted_layer_is_added_not_a_cascade() -> None:
     pairs = match_layers(base, now)
     assert [(o and o["name"], n and n["name"]) for o, n in pairs] == [("a", "a"), (None, "x"), ("b", "b"),
                                                                       ("c", "c")]
+
+
+numbers = st.integers(min_value=0, max_value=10**12) | st.floats(min_value=0, max_value=1e12, allow_nan=False)
+layer = st.fixed_dictionaries({
+    "index": st.integers(0, 10_000), "name": st.text(max_size=40), "op": st.sampled_from(["Conv2D", "Add"]),
+    "npu_op": st.text(max_size=10), "placement": st.sampled_from(["NPU", "CPU"]), "cycles": numbers,
+    "npu_cycles": numbers, "sram_access_cycles": numbers, "dram_access_cycles": numbers,
+    "on_chip_flash_access_cycles": numbers, "off_chip_flash_access_cycles": numbers,
+    "macs": st.integers(0, 10**12), "mac_utilization": st.floats(0, 100), "staging_usage": st.integers(0, 10**9)})
+document = st.fixed_dictionaries({
+    "schema": st.just(1), "test": st.text(max_size=60), "name": st.text(max_size=20),
+    "model": st.fixed_dictionaries({"path": st.text(max_size=30), "sha256": st.text("0123456789abcdef", min_size=64,
+                                                                                  max_size=64)}),
+    "estimator": st.fixed_dictionaries({"vela_version": st.text(max_size=8), "core": st.sampled_from(["regor", "legacy"]),
+                                        "target": st.dictionaries(st.text(max_size=10), st.text(max_size=10))}),
+    "totals": st.fixed_dictionaries({"total_cycles": numbers, "cpu_ops": st.integers(0, 100)}),
+    "layers": st.lists(layer, max_size=5)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(document)
+def test_baseline_round_trip(doc: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "sub" / "b.json"
+        assert baseline.write(path, doc) is True
+        first = path.read_bytes()
+        assert baseline.load(path) == doc
+        assert baseline.write(path, doc) is False  # unchanged content is not rewritten
+        assert path.read_bytes() == first
+        assert [p.name for p in path.parent.iterdir()] == ["b.json"]
