@@ -6,7 +6,8 @@
    empty and non-TFLite files with a message that names the file;
 2. the in-session memo answers a request already made (same bytes, same target);
 3. a model that crashed Vela on this target earlier in the session fails at once;
-4. the worker (``worker.py``) runs Vela through ``vela_adapter.py`` and replies;
+4. the disk cache (``cache.py``) answers what an earlier session already asked; otherwise the
+   worker (``worker.py``) runs Vela through ``vela_adapter.py`` and replies;
 5. ``result.build_result`` turns the reply into the public result, with warnings for float and
    already-compiled models.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import vela_adapter
+from .cache import EstimateCache
 from .errors import EthosuError, EthosuWarning, ModelError, TargetError, VelaCrash, VelaError
 from .result import EstimateResult, build_result
 from .target import Target
@@ -110,11 +112,12 @@ class Estimator:
     """Makes estimates for one pytest process; owns its worker and its memo."""
 
     def __init__(self, rootdir: Path, scratch: Path, timeout: float | None,
-                 worker: VelaWorker | None = None) -> None:
+                 worker: VelaWorker | None = None, cache: EstimateCache | None = None) -> None:
         self.rootdir = rootdir
         self.scratch = scratch
         self.timeout = timeout
         self.worker = worker or VelaWorker()
+        self.cache = cache
         self._memo: dict[tuple[str, Target], EstimateResult] = {}
         self._crashed: dict[tuple[str, Target], str] = {}
         self.vela_runs = 0
@@ -137,7 +140,25 @@ class Estimator:
             "config_names": list(target.config_names),
             "vela_args": list(target.vela_args),
         }
+        cache_key = self.cache.key(loaded.sha256, target) if self.cache is not None else None
+        reply = self.cache.get(cache_key) if self.cache is not None and cache_key else None
+        if reply is None:
+            reply = self._run_vela(loaded, target, request, logs)
+            if self.cache is not None and cache_key:
+                self.cache.put(cache_key, reply)
+        result = build_result(loaded.display, loaded.sha256, vela_adapter.vela_version(), request, reply)
+        found = _model_warnings(loaded, reply["inspected"], result.cpu_ops)
+        for text in found:
+            warnings.warn(EthosuWarning(text), stacklevel=3)
+        result = dataclasses.replace(result, warnings=tuple(found))
+        self._memo[key] = result
+        return result
+
+    def _run_vela(self, loaded: Model, target: Target, request: dict[str, Any],
+                  logs: list[str] | None) -> dict[str, Any]:
+        """One round trip to the worker; errors name the model and the target."""
         self.vela_runs += 1
+        key = (loaded.sha256, target)
         try:
             reply = self.worker.request(request, self.timeout)
         except VelaCrash as exc:
@@ -150,14 +171,7 @@ class Estimator:
             logs.append(f"--- Vela, {loaded.display} on {target.describe()} ---\n{reply['log']}")
         if not reply["ok"]:
             raise self._error(loaded, target, reply)
-        result = build_result(loaded.display, loaded.sha256, self.worker.info.get("vela_version", "?"),
-                              request, reply)
-        found = _model_warnings(loaded, reply["inspected"], result.cpu_ops)
-        for text in found:
-            warnings.warn(EthosuWarning(text), stacklevel=3)
-        result = dataclasses.replace(result, warnings=tuple(found))
-        self._memo[key] = result
-        return result
+        return reply
 
     @staticmethod
     def _error(model: Model, target: Target, reply: dict[str, Any]) -> EthosuError:

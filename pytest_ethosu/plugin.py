@@ -58,6 +58,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   f"baseline's: {' | '.join(DRIFT_POLICIES)} (default: warn)")
     group.addoption("--ethosu-summary", dest="ethosu_summary", default="short", choices=SUMMARY_MODES,
                     help="end-of-session summary: none, short (default) or full")
+    group.addoption("--ethosu-no-cache", action="store_true", default=False,
+                    help="always run Vela; neither read nor write the estimate cache")
+    group.addoption("--ethosu-cache-dir", dest="ethosu_cache_dir", default=None,
+                    help="estimate cache directory, relative to the rootdir (default: in .pytest_cache)")
+    parser.addini("ethosu_cache_dir", "estimate cache directory, relative to the rootdir")
     group.addoption("--ethosu-json", dest="ethosu_json", default=None, metavar="PATH",
                     help="write every estimate of the session (all layers, comparisons) to a JSON file")
     group.addoption("--ethosu-markdown", dest="ethosu_markdown", default=None, metavar="PATH",
@@ -144,6 +149,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     state = config.stash[session_key]
+    state.estimator_counts()
     if hasattr(config, "workerinput"):  # xdist worker: hand everything to the controller
         config.workeroutput["ethosu"] = json.dumps(state.worker_output())  # type: ignore[attr-defined]
         return
@@ -232,6 +238,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if missing:
         tr.write_line(f"{len(missing)} estimate(s) have no baseline: create them with "
                       "pytest --ethosu-update")
+    if records:
+        tr.write_line(f"ethosu: {len(records)} estimate(s); Vela ran {state.counts['vela_runs']} time(s), "
+                      f"{state.counts['cache_hits']} answered from the cache")
     if state.update:
         counts = state.counts
         tr.write_line(f"ethosu baselines: {counts['created']} created, {counts['updated']} updated, "

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from . import baseline, report
+from .cache import EstimateCache
 from .compare import Comparison, Tolerances, compare
 from .errors import EthosuError
 from .estimator import Estimator, ModelArg, shown_path
@@ -91,6 +92,7 @@ class EthosuSession:
         except ValueError:
             raise pytest.UsageError(f"--ethosu-rtol / ethosu_rtol / ethosu_atol must be numbers, "
                                     f"not {rtol!r} / {atol!r}") from None
+        self.cache_dir = self._cache_dir(config)
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
         self.records: list[dict[str, Any]] = []
@@ -105,8 +107,29 @@ class EthosuSession:
         """Started on first use: a session that never estimates starts no worker."""
         if self._estimator is None:
             self._scratch = tempfile.mkdtemp(prefix="pytest-ethosu-")
-            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.timeout)
+            cache = EstimateCache(self.cache_dir) if self.cache_dir is not None else None
+            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.timeout, cache=cache)
         return self._estimator
+
+    def _cache_dir(self, config: pytest.Config) -> Path | None:
+        """``--ethosu-cache-dir`` / ``ethosu_cache_dir``, else under pytest's cache directory."""
+        if config.getoption("ethosu_no_cache"):
+            return None
+        chosen = _option(config, "--ethosu-cache-dir", "ethosu_cache_dir")
+        if chosen:
+            path: Path = (self.rootdir / str(chosen)).resolve()
+            if config.getoption("cacheclear", False) and not hasattr(config, "workerinput"):
+                shutil.rmtree(path, ignore_errors=True)  # --cache-clear clears this one too
+            return path
+        cache = getattr(config, "cache", None)
+        return Path(cache.mkdir("ethosu")) if cache is not None else None
+
+    def estimator_counts(self) -> None:
+        """Fold this process's Vela runs and cache hits into the session counts."""
+        if self._estimator is not None:
+            self.counts["vela_runs"] += self._estimator.vela_runs
+            cache = self._estimator.cache
+            self.counts["cache_hits"] += cache.hits if cache is not None else 0
 
     def close(self) -> None:
         if self._estimator is not None:

@@ -1,0 +1,102 @@
+"""The estimate cache: hits equal fresh results, and anything that can change Vela's answer misses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_ethosu.cache import EstimateCache
+from pytest_ethosu.estimator import Estimator
+from pytest_ethosu.target import resolve
+
+
+@pytest.fixture
+def estimators(tmp_path: Path) -> Iterator[tuple[Estimator, Estimator]]:
+    """Two estimators (two 'sessions') sharing one cache directory."""
+    made = [Estimator(tmp_path, tmp_path, 120, cache=EstimateCache(tmp_path / "cache")) for _ in range(2)]
+    yield made[0], made[1]
+    for est in made:
+        est.close()
+
+
+def test_hit_equals_fresh_result_and_starts_no_worker(estimators: tuple[Estimator, Estimator],
+                                                      model_dir: Path) -> None:
+    first, second = estimators
+    target = resolve([{"accelerator": "ethos-u65-256"}], first.rootdir)
+    fresh = first.estimate(model_dir / "cpu.tflite", target)
+    cached = second.estimate(model_dir / "cpu.tflite", target)
+    assert cached == fresh and cached.to_dict() == fresh.to_dict()
+    assert second.cache is not None and second.cache.hits == 1 and second.vela_runs == 0
+    assert second.worker.starts == 0  # nothing to compile, no Vela process
+
+
+def test_every_input_of_vela_is_part_of_the_key(estimators: tuple[Estimator, Estimator], model_dir: Path,
+                                                tmp_path: Path) -> None:
+    est = estimators[0]
+    root = est.rootdir
+    bundled = Path(resolve([{"vela_config": "Arm/vela.ini"}], root).config_files[0]).read_text()
+    (tmp_path / "board.ini").write_text(bundled)
+    u65: dict[str, object] = {"accelerator": "ethos-u65-256", "vela_config": "board.ini",
+           "system_config": "Ethos_U65_High_End",
+           "memory_mode": "Dedicated_Sram"}
+    requests: list[tuple[Path, dict[str, object]]] = [
+        (model_dir / "base.tflite", {}),
+        (model_dir / "wider.tflite", {}),                                  # model bytes
+        (model_dir / "base.tflite", {"accelerator": "ethos-u55-64"}),      # accelerator
+        (model_dir / "base.tflite", {"vela_args": ["--optimise", "Size"]}),  # Vela options
+        (model_dir / "base.tflite", u65),                                  # system config and .ini
+        (model_dir / "base.tflite", {**u65, "memory_mode": "Shared_Sram"}),  # memory mode
+    ]
+    for model, settings in requests:
+        est.estimate(model, resolve([settings], root))
+    assert est.vela_runs == len(requests)
+    # the same .ini name with different contents is a different answer
+    (tmp_path / "board.ini").write_text(bundled.replace("axi0_port=Sram", "axi0_port=Dram", 1))
+    other = Estimator(root, tmp_path, 120, cache=EstimateCache(tmp_path / "cache"))
+    try:
+        other.estimate(model_dir / "base.tflite", resolve([u65], root))
+        assert other.vela_runs == 1
+        other.estimate(model_dir / "wider.tflite", resolve([{}], root))  # unchanged: a hit
+        assert other.vela_runs == 1
+    finally:
+        other.close()
+
+
+def test_corrupt_entry_is_ignored_and_replaced(estimators: tuple[Estimator, Estimator], model_dir: Path) -> None:
+    first, second = estimators
+    target = resolve([{}], first.rootdir)
+    fresh = first.estimate(model_dir / "base.tflite", target)
+    assert first.cache is not None
+    entries = list(first.cache.directory.rglob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text('{"format": 1, "key": "tru')
+    assert second.estimate(model_dir / "base.tflite", target) == fresh
+    assert second.vela_runs == 1
+    assert entries[0].read_text().startswith('{"format":1,')  # rewritten whole
+
+
+def test_session_json_report_identical_from_cache(project: pytest.Pytester) -> None:
+    project.makepyfile(test_c="""
+        import pytest
+
+        @pytest.mark.parametrize("model", ["base", "cpu"])
+        def test_c(ethosu_perf, model):
+            ethosu_perf(f"models/{model}.tflite", accelerator="ethos-u55-128")
+    """)
+    cold = project.runpytest("-p", "no:xdist", "--ethosu-update")
+    cold.stdout.fnmatch_lines(["ethosu: 2 estimate(s); Vela ran 2 time(s), 0 answered from the cache"])
+    fresh = project.runpytest("-p", "no:xdist", "--ethosu-no-cache", "--ethosu-json", "fresh.json")
+    fresh.stdout.fnmatch_lines(["ethosu: 2 estimate(s); Vela ran 2 time(s), 0 answered from the cache"])
+    warm = project.runpytest("-p", "no:xdist", "--ethosu-json", "warm.json")
+    warm.assert_outcomes(passed=2)
+    warm.stdout.fnmatch_lines(["ethosu: 2 estimate(s); Vela ran 0 time(s), 2 answered from the cache"])
+    assert (project.path / "warm.json").read_bytes() == (project.path / "fresh.json").read_bytes()
+    cleared = project.runpytest("-p", "no:xdist", "--cache-clear")
+    cleared.stdout.fnmatch_lines(["ethosu: 2 estimate(s); Vela ran 2 time(s), 0 answered from the cache"])
+    mine = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir", "perf-cache")
+    mine.stdout.fnmatch_lines(["*Vela ran 2 time(s), 0 answered*"])
+    assert list((project.path / "perf-cache").rglob("*.json"))
+    again = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir", "perf-cache", "--cache-clear")
+    again.stdout.fnmatch_lines(["*Vela ran 2 time(s), 0 answered*"])
