@@ -1,31 +1,55 @@
-"""Write the example models (run from examples/: python make_models.py).
+"""Make the example models with TensorFlow's converter, as the seed article does.
 
-Two versions of the seed article's network, made with pytest_ethosu.modelgen (no TensorFlow):
-a 284x284x3 input, four 3x3 convolutions with 32, 64, N and 32 filters (the last three with
-stride 2, ReLU), then flatten and a 10-unit fully connected layer.  N is 90 or 96.
+    pip install tensorflow-cpu && python make_models.py      # run from examples/
+
+The network: a 284x284x3 input, four 3x3 convolutions with 32, 64, N and 32 filters (the
+last three with stride 2, ReLU), then Flatten and Dense(10, softmax).  N is 90 or 96.  Each
+is int8-quantised with a representative data set of 50 random images, with int8 input and
+output, and written to models/model_<N>ch.tflite.  Seeds are fixed, so a rerun with the same
+TensorFlow version writes the same files.  TensorFlow is needed only to regenerate them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_ethosu.modelgen import ModelBuilder
+import numpy as np
+import tensorflow as tf
 
 
-def seed_network(channels: int) -> bytes:
-    m = ModelBuilder((1, 284, 284, 3), seed=channels)
-    x = m.conv2d(m.input, filters=32, kernel=3, stride=1, padding="valid", name="conv2d")
-    x = m.conv2d(x, filters=64, kernel=3, stride=2, padding="valid", name="conv2d_1")
-    x = m.conv2d(x, filters=channels, kernel=3, stride=2, padding="valid", name="conv2d_2")
-    x = m.conv2d(x, filters=32, kernel=3, stride=2, padding="valid", name="conv2d_3")
-    x = m.reshape(x, (1, -1), name="flatten")
-    x = m.fully_connected(x, units=10, name="dense")
-    return m.build(x)
+def define_model(channels: int) -> tf.keras.Model:
+    return tf.keras.Sequential([
+        tf.keras.Input(shape=(284, 284, 3)),
+        tf.keras.layers.Conv2D(32, (3, 3), activation="relu"),
+        tf.keras.layers.Conv2D(64, (3, 3), activation="relu", strides=2),
+        tf.keras.layers.Conv2D(channels, (3, 3), activation="relu", strides=2),
+        tf.keras.layers.Conv2D(32, (3, 3), activation="relu", strides=2),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+def quantise(model: tf.keras.Model, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+
+    def representative_dataset():
+        for _ in range(50):
+            yield [rng.random((1, 284, 284, 3), dtype=np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
 
 
 if __name__ == "__main__":
-    here = Path(__file__).parent / "models"
-    here.mkdir(exist_ok=True)
-    for n in (90, 96):
-        (here / f"model_{n}ch.tflite").write_bytes(seed_network(n))
-        print(f"wrote models/model_{n}ch.tflite")
+    out = Path(__file__).parent / "models"
+    out.mkdir(exist_ok=True)
+    for channels in (90, 96):
+        tf.keras.utils.set_random_seed(channels)
+        data = quantise(define_model(channels), seed=channels)
+        (out / f"model_{channels}ch.tflite").write_bytes(data)
+        print(f"wrote models/model_{channels}ch.tflite ({len(data)} bytes)")

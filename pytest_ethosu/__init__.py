@@ -12,12 +12,13 @@ from .errors import (
     VelaTimeout,
     WorkerStartError,
 )
-from .result import EstimateResult, Layer
+from .result import EstimateResult, Finding, Layer
 
 __all__ = [
     "EstimateResult",
     "EthosuError",
     "EthosuWarning",
+    "Finding",
     "Layer",
     "ModelError",
     "TargetError",

@@ -24,7 +24,7 @@ from typing import Any
 from .target import Target
 from .vela_adapter import bundled_config_dir, vela_version
 
-FORMAT = 1
+FORMAT = 2  # 2: replies carry convolution shapes, CPU reasons and the depth granularity
 
 
 class EstimateCache:

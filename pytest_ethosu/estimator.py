@@ -9,7 +9,8 @@
 4. the disk cache (``cache.py``) answers what an earlier session already asked; otherwise the
    worker (``worker.py``) runs Vela through ``vela_adapter.py`` and replies;
 5. ``result.build_result`` turns the reply into the public result, with warnings for float and
-   already-compiled models.
+   already-compiled models, and ``advisor.advise`` adds its findings (its verification
+   estimates come back through this same path, cached like any other).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from . import vela_adapter
 from .cache import EstimateCache
 from .errors import EthosuError, EthosuWarning, ModelError, TargetError, VelaCrash, VelaError
-from .result import EstimateResult, build_result
+from .result import EstimateResult, Finding, build_result
 from .target import Target
 from .worker import VelaWorker
 
@@ -112,23 +113,27 @@ class Estimator:
     """Makes estimates for one pytest process; owns its worker and its memo."""
 
     def __init__(self, rootdir: Path, scratch: Path, timeout: float | None,
-                 worker: VelaWorker | None = None, cache: EstimateCache | None = None) -> None:
+                 worker: VelaWorker | None = None, cache: EstimateCache | None = None,
+                 advise: bool = False) -> None:
         self.rootdir = rootdir
         self.scratch = scratch
         self.timeout = timeout
         self.worker = worker or VelaWorker()
         self.cache = cache
-        self._memo: dict[tuple[str, Target], EstimateResult] = {}
+        self.advise = advise
+        self._memo: dict[tuple[str, Target, bool], EstimateResult] = {}
         self._crashed: dict[tuple[str, Target], str] = {}
         self.vela_runs = 0
 
-    def estimate(self, model: ModelArg, target: Target, logs: list[str] | None = None) -> EstimateResult:
+    def estimate(self, model: ModelArg, target: Target, logs: list[str] | None = None,
+                 advise: bool = True) -> EstimateResult:
+        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings."""
         loaded = load_model(model, self.rootdir, self.scratch)
-        key = (loaded.sha256, target)
+        key = (loaded.sha256, target, self.advise and advise)
         if key in self._memo:
             return dataclasses.replace(self._memo[key], model=loaded.display)
-        if key in self._crashed:
-            raise VelaCrash(f"{loaded.display}: {self._crashed[key]} (earlier in this session; "
+        if key[:2] in self._crashed:
+            raise VelaCrash(f"{loaded.display}: {self._crashed[key[:2]]} (earlier in this session; "
                             "not retried)")
         request = {
             "job": "estimate",
@@ -150,7 +155,12 @@ class Estimator:
         found = _model_warnings(loaded, reply["inspected"], result.cpu_ops)
         for text in found:
             warnings.warn(EthosuWarning(text), stacklevel=3)
-        result = dataclasses.replace(result, warnings=tuple(found))
+        findings: tuple[Finding, ...] = ()
+        if self.advise and advise:
+            from . import advisor  # builds verification models: only loaded when advice is on
+
+            findings = tuple(advisor.advise(result, reply, lambda data: self.estimate(data, target, advise=False)))
+        result = dataclasses.replace(result, warnings=tuple(found), findings=findings)
         self._memo[key] = result
         return result
 

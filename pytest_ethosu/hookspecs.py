@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .result import EstimateResult
+    from .result import EstimateResult, Finding
 
 
 def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
@@ -29,6 +29,24 @@ def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
                             "ms": 1000 * result.inference_time})
 
     Under xdist it runs in the worker that ran the test.
+    """
+
+
+def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding]) -> None:
+    """Add (or remove) advisor findings for one estimate, in place.
+
+    ``findings`` holds the built-in findings (see ``pytest_ethosu/advisor.py``); append your
+    own ``Finding`` objects to flag what matters to your product::
+
+        # conftest.py
+        from pytest_ethosu import Finding
+
+        def pytest_ethosu_advice(config, result, findings):
+            if result.sram_used > 256 * 1024:
+                findings.append(Finding("sram_budget", None, "", "", f"{result.sram_used} bytes of SRAM",
+                                        "our board has 256 KiB"))
+
+    Runs in the process that made the estimate; the findings reach the summary and JSON report.
     """
 
 

@@ -63,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ethosu-cache-dir", dest="ethosu_cache_dir", default=None,
                     help="estimate cache directory, relative to the rootdir (default: in .pytest_cache)")
     parser.addini("ethosu_cache_dir", "estimate cache directory, relative to the rootdir")
+    group.addoption("--ethosu-no-advice", action="store_true", default=False,
+                    help="skip the advisor (channel padding, memory-bound layers, CPU fallback, hot spots)")
+    parser.addini("ethosu_advice", "run the advisor on every estimate (default: true)", type="bool", default=True)
     group.addoption("--ethosu-json", dest="ethosu_json", default=None, metavar="PATH",
                     help="write every estimate of the session (all layers, comparisons) to a JSON file")
     group.addoption("--ethosu-markdown", dest="ethosu_markdown", default=None, metavar="PATH",
@@ -227,6 +230,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line("")
         tr.write_line(f"layers that cost the most cycles (top {count}):")
         tr.write_line(report.top_layers_table(records, count, width))
+        advice = report.advice_lines(records, full=mode == "full" or verbose > 0, width=width)
+        if advice:
+            tr.write_line("")
+            tr.write_line("advice (--ethosu-no-advice turns it off):")
+            for line in advice:
+                tr.write_line(line)
     notes = sorted({note for r in records for note in r["drift"]})
     for note in notes:
         tr.write_line(f"note: {note}")

@@ -78,6 +78,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         "drift": list(comparison.drift) if comparison else [],
         "regressions": [c.to_dict() for c in comparison.regressions[:TOP_LAYERS]] if comparison else [],
         "headline": headline(comparison) if comparison and comparison.regressions else "",
+        "advice": [finding.to_dict() for finding in result.findings],
         "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
@@ -211,6 +212,25 @@ def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
                     tablefmt="simple", disable_numparse=True)
 
 
+def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -> list[str]:
+    """The advisor's findings, one estimate after another; hot spots (which the top-layers table
+    already shows) only in full mode."""
+    lines = []
+    for r in records:
+        findings = [f for f in r.get("advice", []) if full or f["kind"] != "hot_spot"]
+        if not findings:
+            continue
+        lines.append(f"{r['test']}" + (f" [{r['name']}]" if r["name"] not in ("", "default") else "")
+                     + f" ({r['model'].rsplit('/', 1)[-1]} on {r['accelerator']}):")
+        for f in findings:
+            where = f"layer {f['layer']} {f['op']}" if f["layer"] is not None else f["op"]
+            name = shorten(f["name"], max(20, width // 3))
+            lines.append(f"  {f['kind'].replace('_', ' ')}: {where} {name}".rstrip())
+            lines.append(f"    {f['evidence']}")
+            lines.append(f"    -> {f['suggestion']}")
+    return lines
+
+
 def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: int) -> str:
     rows = []
     for r in records:
@@ -241,7 +261,9 @@ def json_report(records: Sequence[Mapping[str, Any]], vela_version: str) -> dict
     ``estimator`` (Vela version, core, target options), ``totals`` and ``layers`` as in baseline
     files, and ``comparison`` (null without a baseline): ``status``, ``drift``,
     ``model_changed``, ``changes`` (every gated total and every change beyond tolerance) and
-    ``layer_deltas`` (each baseline layer with its match and both cycle counts).
+    ``layer_deltas`` (each baseline layer with its match and both cycle counts), and
+    ``findings``, the advisor's findings (``kind``, ``layer``, ``name``, ``op``, ``evidence``,
+    ``suggestion``, ``figures``).
     """
     estimates = []
     for record in records:
@@ -251,6 +273,7 @@ def json_report(records: Sequence[Mapping[str, Any]], vela_version: str) -> dict
             "model_sha256": record["model_sha256"], "accelerator": record["accelerator"],
             "status": record["status"], "baseline": record["baseline"],
             "inference_ms": record["inference_ms"], "mac_utilization": record["mac_utilization"],
+            "findings": record["advice"],
             **detail,
         })
     return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}

@@ -79,6 +79,30 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One piece of advice about an estimate (see ``advisor.py``).
+
+    ``kind`` is ``channel_padding``, ``memory_bound``, ``cpu_fallback`` or ``hot_spot`` (hooks
+    may add their own); ``layer`` is the layer's index, or None when Vela reports no row for it.
+    """
+
+    kind: str
+    layer: int | None
+    name: str
+    op: str
+    evidence: str
+    suggestion: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        where = f"layer {self.layer} {self.op}" if self.layer is not None else self.op
+        return f"{self.kind.replace('_', ' ')}: {where} {self.name}: {self.evidence}; {self.suggestion}"
+
+
+@dataclass(frozen=True)
 class EstimateResult:
     """Vela's estimate of one model on one target.
 
@@ -106,6 +130,11 @@ class EstimateResult:
     dram_used: int
     cpu_operators: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+    findings: tuple[Finding, ...] = field(default=())
+
+    def advice(self) -> list[Finding]:
+        """The advisor's findings (empty when advice is turned off with --ethosu-no-advice)."""
+        return list(self.findings)
 
     @property
     def accelerator(self) -> str:
@@ -128,6 +157,7 @@ class EstimateResult:
         data["layers"] = [layer.to_dict() for layer in self.layers]
         data["cpu_operators"] = list(self.cpu_operators)
         data["warnings"] = list(self.warnings)
+        data["findings"] = [finding.to_dict() for finding in self.findings]
         return data
 
     @classmethod
@@ -136,6 +166,7 @@ class EstimateResult:
         values["layers"] = tuple(Layer(**layer) for layer in data["layers"])
         values["cpu_operators"] = tuple(data.get("cpu_operators", ()))
         values["warnings"] = tuple(data.get("warnings", ()))
+        values["findings"] = tuple(Finding(**f) for f in data.get("findings", ()))
         return cls(**values)
 
     def table(self, tablefmt: str = "simple") -> str:

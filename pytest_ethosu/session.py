@@ -10,6 +10,7 @@ update mode the new document waits on the item and is written only once the test
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -74,6 +75,7 @@ class EthosuSession:
         self.rootdir = config.rootpath
         self.update: bool = config.getoption("ethosu_update")
         self.detailed = bool(config.getoption("ethosu_json"))  # records carry every layer
+        self.advise = not config.getoption("ethosu_no_advice") and config.getini("ethosu_advice")
         self.strict: bool = config.getoption("ethosu_strict")
         policy = str(config.getini("ethosu_drift") or "warn")
         if policy not in DRIFT_POLICIES:
@@ -108,7 +110,8 @@ class EthosuSession:
         if self._estimator is None:
             self._scratch = tempfile.mkdtemp(prefix="pytest-ethosu-")
             cache = EstimateCache(self.cache_dir) if self.cache_dir is not None else None
-            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.timeout, cache=cache)
+            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.timeout, cache=cache,
+                                        advise=self.advise)
         return self._estimator
 
     def _cache_dir(self, config: pytest.Config) -> Path | None:
@@ -250,7 +253,13 @@ class EthosuPerf:
 
     def _estimate(self, model: ModelArg, target: dict[str, Any]) -> EstimateResult:
         __tracebackhide__ = True
-        return self._session.estimator.estimate(model, self.target(**target), self._state.logs)
+        result = self._session.estimator.estimate(model, self.target(**target), self._state.logs)
+        if self._session.advise:
+            findings = list(result.findings)
+            self._session.config.hook.pytest_ethosu_advice(config=self._session.config, result=result,
+                                                           findings=findings)
+            result = dataclasses.replace(result, findings=tuple(findings))
+        return result
 
     def __call__(self, model: ModelArg, *, name: str = "default", rtol: float | None = None,
                  atol: float | None = None, tolerances: dict[str, dict[str, float]] | None = None,

@@ -17,6 +17,7 @@ import csv
 import importlib.metadata
 import importlib.util
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +334,44 @@ def inspect_model(path: Path) -> dict[str, Any]:
             if name not in conversions and any(
                     t >= 0 and graph.Tensors(t).Type() in float_types for t in outputs):
                 float_ops += 1
-    return {"operators": operators, "float_ops": float_ops}
+    return {"operators": operators, "float_ops": float_ops, "convolutions": convolutions(model)}
+
+
+def convolutions(model: Any) -> dict[str, dict[str, Any]]:
+    """Shape details of every CONV_2D, keyed by output tensor name (Vela's per-layer "Name")."""
+    from ethosu.vela.tflite.BuiltinOptions import BuiltinOptions
+    from ethosu.vela.tflite.Conv2DOptions import Conv2DOptions
+    from ethosu.vela.tflite.Padding import Padding
+    from ethosu.vela.tflite.TensorType import TensorType
+
+    found: dict[str, dict[str, Any]] = {}
+    names = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    operators = model_operators(model)
+    position = 0
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            kind = operators[position]
+            position += 1
+            if kind != "CONV_2D" or op.InputsLength() < 2 or op.BuiltinOptionsType() != BuiltinOptions.Conv2DOptions:
+                continue
+            table = op.BuiltinOptions()
+            options = Conv2DOptions()
+            options.Init(table.Bytes, table.Pos)
+            ifm, weights, ofm = (graph.Tensors(op.Inputs(0)), graph.Tensors(op.Inputs(1)),
+                                 graph.Tensors(op.Outputs(0)))
+            shape = weights.ShapeAsNumpy().tolist()
+            found[(ofm.Name() or b"").decode("utf-8", "replace")] = {
+                "input_shape": ifm.ShapeAsNumpy().tolist(),
+                "output_shape": ofm.ShapeAsNumpy().tolist(),
+                "kernel": shape[1:3],
+                "stride": [options.StrideH(), options.StrideW()],
+                "dilation": [options.DilationHFactor(), options.DilationWFactor()],
+                "padding": "same" if options.Padding() == Padding.SAME else "valid",
+                "dtype": names.get(ifm.Type(), str(ifm.Type())).lower(),
+            }
+    return found
 
 
 def run_vela(model: Path, out_dir: Path, accelerator: str, system_config: str | None,
@@ -373,4 +411,63 @@ def run_vela(model: Path, out_dir: Path, accelerator: str, system_config: str | 
         "rows": rows,
         "summary": read_summary_csv(summaries[0]),
         "compiled_operators": model_operators(parse_model(compiled.read_bytes())) if compiled.exists() else [],
+        "depth_granularity": depth_granularity(accelerator),
     }
+
+
+def depth_granularity(accelerator: str) -> int | None:
+    """Output depth that an accelerator processes in one go, from Vela's architecture data.
+
+    Ethos-U55/U65: the OFM micro-block depth times the number of cores (8 on U65-256, 16 on
+    U65-512, 4 on U55-32).  Vela's Python architecture data has no U85 figures (its U85 model
+    lives in the C++ core), so for U85 the answer is None.
+    """
+    from ethosu.vela.architecture_features import Accelerator, ArchitectureFeatures
+
+    config = ArchitectureFeatures.accelerator_configs.get(Accelerator(accelerator))
+    if config is None:
+        return None
+    return int(config.ofm_ublock.depth * config.cores)
+
+
+# How Vela announces an operator left on the CPU, per core.  Each pattern names the operator
+# and its output tensor; the reason follows ("Reason: ..." lines for regor, indented " - ..."
+# lines for the legacy core), or is fixed by the pattern itself.
+_CPU_NOTICES = (
+    (re.compile(r"^Warning \(supported operators\) operator: (?P<op>[^,]+), ofm: '(?P<ofm>.*)'$"), None),
+    (re.compile(r"^Warning: Unsupported TensorFlow Lite semantics for (?P<op>\S+) '(?P<ofm>.*)'\. "
+                r"Placing on CPU instead$"), None),
+    (re.compile(r"^Warning: (?P<op>\S+) '(?P<ofm>.*)' is not supported on the NPU\. Placing on CPU instead$"),
+     None),
+    (re.compile(r"^Info: (?P<op>\S+) '(?P<ofm>.*)' is a CPU only op$"), "a CPU-only operator"),
+)
+
+
+def _cpu_notice(line: str) -> tuple[re.Match[str], str | None] | None:
+    for pattern, fixed in _CPU_NOTICES:
+        match = pattern.match(line)
+        if match:
+            return match, fixed
+    return None
+
+
+def cpu_reasons(log: str) -> list[dict[str, str]]:
+    """Vela's stated reasons for leaving operators on the CPU, from its console output.
+
+    Vela gives them only on the console, in formats that differ between its cores (see
+    ``_CPU_NOTICES``); each notice becomes ``{"op", "ofm", "reason"}`` in Vela's order.
+    """
+    reasons = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        notice = _cpu_notice(line)
+        if notice is None:
+            continue
+        match, fixed = notice
+        detail = []
+        for following in lines[i + 1:i + 4]:
+            if fixed or not following.strip() or _cpu_notice(following) or following[:1] in ("#", "W", "I"):
+                break
+            detail.append(following.removeprefix("Reason: ").strip().removeprefix("- "))
+        reasons.append({"op": match["op"], "ofm": match["ofm"], "reason": fixed or " ".join(detail)})
+    return reasons

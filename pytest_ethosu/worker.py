@@ -275,6 +275,7 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
         text = log.read().decode("utf-8", "replace")
     if error is not None:
         return {"ok": False, "kind": "vela", "error": error, "log": text}
+    vela["cpu_reasons"] = adapter.cpu_reasons(text)
     return {"ok": True, "inspected": inspected, "vela": vela, "log": text}
 
 

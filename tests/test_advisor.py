@@ -1,0 +1,129 @@
+"""The advisor, on models Vela really compiles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_ethosu.estimator import Estimator
+from pytest_ethosu.modelgen import ModelBuilder
+from pytest_ethosu.result import EstimateResult
+from pytest_ethosu.target import resolve
+from pytest_ethosu.vela_adapter import cpu_reasons
+
+U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram",
+       "vela_config": "Arm/vela.ini"}
+
+
+def seed_network(channels: int) -> bytes:
+    """The seed article's network (see examples/make_models.py), made without TensorFlow."""
+    m = ModelBuilder((1, 284, 284, 3), seed=channels)
+    x = m.conv2d(m.input, filters=32, kernel=3, padding="valid", name="conv2d")
+    x = m.conv2d(x, filters=64, kernel=3, stride=2, padding="valid", name="conv2d_1")
+    x = m.conv2d(x, filters=channels, kernel=3, stride=2, padding="valid", name="conv2d_2")
+    x = m.conv2d(x, filters=32, kernel=3, stride=2, padding="valid", name="conv2d_3")
+    x = m.fully_connected(m.reshape(x, (1, -1), name="flatten"), units=10, name="dense")
+    return m.build(x)
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
+    root = tmp_path_factory.mktemp("advice")
+    est = Estimator(root, root, timeout=300, advise=True)
+    yield est
+    est.close()
+
+
+def kinds(result: EstimateResult, kind: str) -> list[object]:
+    return [f for f in result.advice() if f.kind == kind]
+
+
+def test_channel_padding_only_where_vela_confirms_it(estimator: Estimator) -> None:
+    target = resolve([U65], estimator.rootdir)
+    narrow = estimator.estimate(seed_network(90), target)
+    padding = [f for f in narrow.advice() if f.kind == "channel_padding"]
+    assert len(padding) == 1
+    finding = padding[0]
+    assert (finding.name, finding.op) == ("conv2d_2", "Conv2D")
+    assert finding.figures["granularity"] == 8 and finding.figures["suggested_depth"] == 96
+    assert finding.figures["suggested_cycles"] == finding.figures["cycles"]  # Vela: same cycles
+    assert finding.figures["suggested_mac_utilization"] > finding.figures["mac_utilization"]
+    assert "96 channels: same cycles, +6.7% MACs" in finding.suggestion
+    in_network = narrow.layers[finding.layer]  # type: ignore[index]
+    assert finding.figures["cycles"] == in_network.cycles  # the rebuilt layer behaves as in the network
+
+    wide = estimator.estimate(seed_network(96), target)
+    assert not [f for f in wide.advice() if f.kind == "channel_padding"]
+    u85 = estimator.estimate(seed_network(90), resolve([{"accelerator": "ethos-u85-256"}], estimator.rootdir))
+    assert not [f for f in u85.advice() if f.kind == "channel_padding"]  # no U85 data in Vela's Python
+
+
+def test_memory_bound_and_hot_spots(estimator: Estimator, model_dir: Path) -> None:
+    result = estimator.estimate(model_dir / "base.tflite", resolve([{"accelerator": "ethos-u55-128"}],
+                                                                   estimator.rootdir))
+    bound = [f for f in result.advice() if f.kind == "memory_bound"]
+    assert bound
+    for f in bound:
+        layer = result.layers[f.layer]  # type: ignore[index]
+        assert f.figures["access_cycles"] >= 1.25 * float(layer.npu_cycles)
+        assert f.figures["area"] in f.evidence and f.figures["share"] >= 1.0
+    hot = [f for f in result.advice() if f.kind == "hot_spot"]
+    shares = [f.figures["share"] for f in hot]
+    assert shares == sorted(shares, reverse=True) and (sum(shares) >= 50 or len(hot) == 3)
+    assert hot[0].layer == max(result.layers, key=lambda layer: float(layer.cycles)).index
+
+
+@pytest.mark.parametrize("core_args", [[], ["--debug-force-legacy-core"]], ids=["regor", "legacy"])
+def test_cpu_fallback_for_every_cpu_operator(estimator: Estimator, model_dir: Path, core_args: list[str]) -> None:
+    result = estimator.estimate(model_dir / "cpu.tflite", resolve([{"accelerator": "ethos-u65-256",
+                                                                    "vela_args": core_args}], estimator.rootdir))
+    fallback = [f for f in result.advice() if f.kind == "cpu_fallback"]
+    assert len(fallback) == result.cpu_ops == 1
+    assert "runs on the CPU" in fallback[0].evidence and "Vela does not estimate CPU time" in fallback[0].suggestion
+
+
+def test_cpu_reasons_from_both_cores_console_formats() -> None:
+    regor = ("Warning (supported operators) operator: SVDF, ofm: '<unnamed>_act'\nReason: Unsupported opType\n\n"
+             "Warning (supported operators) operator: QUANTIZE, ofm: 'q'\nReason: Unsupported dataType Int32\n"
+             "32-bit feature-maps are not supported.\n")
+    legacy = ("Warning: Unsupported TensorFlow Lite semantics for SOFTMAX ''. Placing on CPU instead\n"
+              " - IFM and OFM data types must match\n   Op has ifm_dtype=int8 and ofm_dtype=int16\n"
+              "Info: SVDF '' is a CPU only op\n")
+    assert cpu_reasons(regor) == [
+        {"op": "SVDF", "ofm": "<unnamed>_act", "reason": "Unsupported opType"},
+        {"op": "QUANTIZE", "ofm": "q", "reason": "Unsupported dataType Int32 32-bit feature-maps are not supported."}]
+    assert cpu_reasons(legacy) == [
+        {"op": "SOFTMAX", "ofm": "", "reason": "IFM and OFM data types must match Op has ifm_dtype=int8 and "
+                                               "ofm_dtype=int16"},
+        {"op": "SVDF", "ofm": "", "reason": "a CPU-only operator"}]
+
+
+def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) -> None:
+    project.makeconftest("""
+        from pytest_ethosu import Finding
+
+        def pytest_ethosu_advice(config, result, findings):
+            findings.append(Finding("sram_budget", None, "", "", f"{result.sram_used} bytes of SRAM",
+                                    "our board has 8 KiB"))
+    """)
+    project.makepyfile(test_a="""
+        def test_a(ethosu_perf):
+            result = ethosu_perf.estimate("models/cpu.tflite", accelerator="ethos-u55-128")
+            assert [f.kind for f in result.advice()].count("sram_budget") == 1
+    """)
+    on = project.runpytest("-p", "no:xdist", "--ethosu-json", "r.json")
+    on.assert_outcomes(passed=1)
+    on.stdout.fnmatch_lines(["advice (--ethosu-no-advice turns it off):", "*cpu fallback: layer * Custom*",
+                             "  sram budget:", "    13280 bytes of SRAM", "    -> our board has 8 KiB"])
+    entry = json.loads((project.path / "r.json").read_text())["estimates"][0]
+    assert {f["kind"] for f in entry["findings"]} >= {"cpu_fallback", "sram_budget", "hot_spot"}
+    project.makepyfile(test_a="""
+        def test_a(ethosu_perf):
+            assert ethosu_perf.estimate("models/cpu.tflite", accelerator="ethos-u55-128").advice() == []
+    """)
+    off = project.runpytest("-p", "no:xdist", "--ethosu-no-advice")
+    off.assert_outcomes(passed=1)
+    assert "advice (" not in off.stdout.str()
