@@ -10,7 +10,8 @@ Every comparison is measured side by side in one run and printed as a ratio:
    (one `vela` command per model and accelerator, then reading its CSVs), cold and warm cache;
 3. the same session under -n 2 vs -n 0;
 4. how a session's cost grows with 1, 10 and 100 estimates, against Vela's own time for the
-   same models, with the pytest process's peak RSS.
+   same models, with the pytest process's peak RSS;
+5. what the advisor adds to the example session, cold and with a warm cache.
 
 Models come from ../shared/models when it is there, the rest are made with modelgen.
 """
@@ -201,6 +202,28 @@ def scaling(work: Path) -> list[list[str]]:
     return rows
 
 
+def advisor_cost() -> list[list[str]]:
+    """The example session with and without the advisor, cold and warm cache (median of 3)."""
+    example = HERE.parent / "examples"
+
+    def timed(*args: str) -> float:
+        runs = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pytest", "-q", *NO_UNRELATED, "-p", "no:xdist", *args],
+                           cwd=example, check=True, capture_output=True)
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    cold_on, cold_off = timed("--cache-clear"), timed("--cache-clear", "--ethosu-no-advice")
+    timed()  # fill the cache, verification estimates included
+    warm_on, warm_off = timed(), timed("--ethosu-no-advice")
+    return [["5. example session, advisor on vs off, cold", f"{cold_on:.2f} s", f"{cold_off:.2f} s (off)",
+             f"+{100 * (cold_on / cold_off - 1):.0f}%", "<= +20% (with the cache)"],
+            ["5. example session, advisor on vs off, warm", f"{warm_on:.2f} s", f"{warm_off:.2f} s (off)",
+             f"+{100 * (warm_on / warm_off - 1):.0f}%", "<= +20%"]]
+
+
 def collect_models(work: Path) -> dict[str, Path]:
     models: dict[str, Path] = {}
     for name in ("person_detect", "micro_speech_quantized", "keyword_scrambled_8bit"):
@@ -222,7 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ethosu-bench-") as tmp:
         work = Path(tmp)
         models = collect_models(work)
-        rows = per_estimate(models, work) + session_benchmarks(models, work) + scaling(work)
+        rows = per_estimate(models, work) + session_benchmarks(models, work) + scaling(work) + advisor_cost()
         rows.sort(key=lambda row: str(row[0])[:2])  # by comparison number, stable within one
     from ethosu.vela import __version__ as vela_version
 

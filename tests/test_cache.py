@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ethosu.cache import EstimateCache
+from pytest_ethosu.cache import FORMAT, EstimateCache
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.target import resolve
 
@@ -74,7 +74,7 @@ def test_corrupt_entry_is_ignored_and_replaced(estimators: tuple[Estimator, Esti
     entries[0].write_text('{"format": 1, "key": "tru')
     assert second.estimate(model_dir / "base.tflite", target) == fresh
     assert second.vela_runs == 1
-    assert entries[0].read_text().startswith('{"format":1,')  # rewritten whole
+    assert entries[0].read_text().startswith(f'{{"format":{FORMAT},')  # rewritten whole
 
 
 def test_session_json_report_identical_from_cache(project: pytest.Pytester) -> None:
