@@ -210,8 +210,9 @@ def advisor_cost() -> list[list[str]]:
         runs = []
         for _ in range(REPEATS):
             start = time.perf_counter()
+            # with the advisor off, the example's assertion on its advice fails: that run only times
             subprocess.run([sys.executable, "-m", "pytest", "-q", *NO_UNRELATED, "-p", "no:xdist", *args],
-                           cwd=example, check=True, capture_output=True)
+                           cwd=example, check="--ethosu-no-advice" not in args, capture_output=True)
             runs.append(time.perf_counter() - start)
         return statistics.median(runs)
 

@@ -5,7 +5,8 @@ the *contents* of the Vela ``.ini`` files used (Vela's bundled ``Arm/vela.ini`` 
 given), the Vela version, the core, and ``FORMAT``, this plugin's version of the cached data.
 The value is the worker's reply (Vela's rows, summary and compiled operators), from which the
 estimator builds the result exactly as it does after a fresh run, so a hit and a miss give the
-same result.
+same result.  Once the advisor has run, the entry also keeps its findings: they depend on
+nothing outside the key, so a warm session does not run the advisor again.
 
 Entries are written to a temporary file and moved into place, so xdist workers and concurrent
 sessions can share the directory; an entry that cannot be read is treated as a miss and
@@ -76,8 +77,9 @@ class EstimateCache:
     def put(self, key: str, reply: dict[str, Any]) -> None:
         """Store a successful reply; a cache that cannot be written is simply not used."""
         path = self._path(key)
-        entry = {"format": FORMAT, "key": key,
-                 "reply": {"ok": True, "inspected": reply["inspected"], "vela": reply["vela"]}}
+        kept: dict[str, Any] = {"ok": True}
+        kept.update((k, reply[k]) for k in ("inspected", "vela", "findings") if k in reply)
+        entry = {"format": FORMAT, "key": key, "reply": kept}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".entry.", suffix=".tmp", dir=path.parent)

@@ -147,19 +147,24 @@ class Estimator:
         }
         cache_key = self.cache.key(loaded.sha256, target) if self.cache is not None else None
         reply = self.cache.get(cache_key) if self.cache is not None and cache_key else None
+        fresh = reply is None
         if reply is None:
             reply = self._run_vela(loaded, target, request, logs)
-            if self.cache is not None and cache_key:
-                self.cache.put(cache_key, reply)
         result = build_result(loaded.display, loaded.sha256, vela_adapter.vela_version(), request, reply)
         found = _model_warnings(loaded, reply["inspected"], result.cpu_ops)
         for text in found:
             warnings.warn(EthosuWarning(text), stacklevel=3)
         findings: tuple[Finding, ...] = ()
-        if self.advise and advise:
+        if self.advise and advise and "findings" in reply:
+            findings = tuple(Finding(**f) for f in reply["findings"])  # advised in an earlier session
+        elif self.advise and advise:
             from . import advisor  # builds verification models: only loaded when advice is on
 
             findings = tuple(advisor.advise(result, reply, lambda data: self.estimate(data, target, advise=False)))
+            reply = {**reply, "findings": [f.to_dict() for f in findings]}
+            fresh = True
+        if fresh and self.cache is not None and cache_key:
+            self.cache.put(cache_key, reply)
         result = dataclasses.replace(result, warnings=tuple(found), findings=findings)
         self._memo[key] = result
         return result

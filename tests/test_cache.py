@@ -100,3 +100,19 @@ def test_session_json_report_identical_from_cache(project: pytest.Pytester) -> N
     assert list((project.path / "perf-cache").rglob("*.json"))
     again = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir", "perf-cache", "--cache-clear")
     again.stdout.fnmatch_lines(["*Vela ran 2 time(s), 0 answered*"])
+
+
+def test_findings_come_from_the_cache(tmp_path: Path, model_dir: Path) -> None:
+    """A warm session neither recompiles nor re-verifies: the advice is cached with the estimate."""
+    made = [Estimator(tmp_path, tmp_path, 120, cache=EstimateCache(tmp_path / "cache"), advise=True)
+            for _ in range(2)]
+    try:
+        target = resolve([{"accelerator": "ethos-u65-256"}], tmp_path)
+        fresh = made[0].estimate(model_dir / "cpu.tflite", target)
+        assert fresh.findings and made[0].vela_runs >= 1
+        cached = made[1].estimate(model_dir / "cpu.tflite", target)
+        assert cached.findings == fresh.findings and cached == fresh
+        assert made[1].vela_runs == 0 and made[1].worker.starts == 0
+    finally:
+        for est in made:
+            est.close()
