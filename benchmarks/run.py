@@ -220,9 +220,9 @@ def advisor_cost() -> list[list[str]]:
     timed()  # fill the cache, verification estimates included
     warm_on, warm_off = timed(), timed("--ethosu-no-advice")
     return [["5. example session, advisor on vs off, cold", f"{cold_on:.2f} s", f"{cold_off:.2f} s (off)",
-             f"+{100 * (cold_on / cold_off - 1):.0f}%", "<= +20% (with the cache)"],
+             f"{100 * (cold_on / cold_off - 1):+.0f}%", "<= +20% (with the cache)"],
             ["5. example session, advisor on vs off, warm", f"{warm_on:.2f} s", f"{warm_off:.2f} s (off)",
-             f"+{100 * (warm_on / warm_off - 1):.0f}%", "<= +20%"]]
+             f"{100 * (warm_on / warm_off - 1):+.0f}%", "<= +20%"]]
 
 
 def collect_models(work: Path) -> dict[str, Path]:

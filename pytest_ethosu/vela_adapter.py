@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import configparser
 import csv
+import functools
 import importlib.metadata
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -71,8 +73,9 @@ class AdapterError(Exception):
     """Vela refused the request; the message is meant for the user."""
 
 
+@functools.cache
 def vela_version() -> str:
-    """The installed ethos-u-vela version, read without importing Vela."""
+    """The installed ethos-u-vela version, read without importing Vela (once per process)."""
     return importlib.metadata.version("ethos-u-vela")
 
 
@@ -99,8 +102,15 @@ def accelerators() -> list[str]:
 
 def config_sections(ini_files: list[str]) -> tuple[list[str], list[str]]:
     """System config and memory mode names defined by the given Vela ``.ini`` files."""
+    stamps = tuple((name, os.stat(name).st_mtime_ns) for name in ini_files)
+    return _config_sections(stamps)
+
+
+@functools.lru_cache(maxsize=32)
+def _config_sections(stamps: tuple[tuple[str, int], ...]) -> tuple[list[str], list[str]]:
+    """Parsed once per file version: a session checks the same .ini for every estimate."""
     parser = configparser.ConfigParser()
-    for name in ini_files:
+    for name, _ in stamps:
         with open(name, encoding="utf-8") as f:
             parser.read_file(f, source=name)
     systems = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("System_Config.")]
