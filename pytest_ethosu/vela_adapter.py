@@ -20,6 +20,7 @@ import importlib.util
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +203,11 @@ def parse_model(data: bytes) -> Any:
     return Model.GetRootAsModel(data, 0)
 
 
-def model_operators(model: Any) -> list[str]:
-    """Operator names, in order, of every subgraph of a parsed model (custom ops by their code)."""
+def walk_operators(model: Any) -> Iterator[tuple[Any, Any, str]]:
+    """Every operator of every subgraph, in order: (subgraph, operator, name).
+
+    Builtin operators are named as in TFLite's schema (``CONV_2D``), custom ones by their code.
+    """
     from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
 
     names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
@@ -215,12 +219,16 @@ def model_operators(model: Any) -> list[str]:
         else:
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             codes.append(names.get(builtin, str(builtin)))
-    ops = []
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         for o in range(graph.OperatorsLength()):
-            ops.append(codes[graph.Operators(o).OpcodeIndex()])
-    return ops
+            op = graph.Operators(o)
+            yield graph, op, codes[op.OpcodeIndex()]
+
+
+def model_operators(model: Any) -> list[str]:
+    """Operator names, in order, of every subgraph of a parsed model."""
+    return [name for _, _, name in walk_operators(model)]
 
 
 def check_buffers(model: Any, size: int) -> None:
@@ -322,66 +330,55 @@ def check_structure(model: Any) -> None:
 
 
 def inspect_model(path: Path) -> dict[str, Any]:
-    """What the plugin checks before compiling: the operators, and how many compute in float."""
+    """What the plugin checks before compiling and what the advisor needs, in one walk: the
+    operators, how many compute in float, and the shapes of every convolution."""
     from ethosu.vela.tflite.TensorType import TensorType
 
     data = path.read_bytes()
     model = parse_model(data)
     check_buffers(model, len(data))
     check_structure(model)
-    operators = model_operators(model)
     float_types = {TensorType.FLOAT32, TensorType.FLOAT16}
-    conversions = {"QUANTIZE", "DEQUANTIZE"}
+    operators: list[str] = []
     float_ops = 0
-    position = 0
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            name = operators[position]
-            position += 1
-            outputs = [op.Outputs(i) for i in range(op.OutputsLength())]
-            if name not in conversions and any(
-                    t >= 0 and graph.Tensors(t).Type() in float_types for t in outputs):
-                float_ops += 1
-    return {"operators": operators, "float_ops": float_ops, "convolutions": convolutions(model)}
+    convs: dict[str, dict[str, Any]] = {}
+    for graph, op, name in walk_operators(model):
+        operators.append(name)
+        outputs = [op.Outputs(i) for i in range(op.OutputsLength())]
+        if name not in ("QUANTIZE", "DEQUANTIZE") and any(
+                t >= 0 and graph.Tensors(t).Type() in float_types for t in outputs):
+            float_ops += 1
+        if name == "CONV_2D":
+            conv = convolution(graph, op)
+            if conv is not None:
+                convs[conv.pop("output")] = conv
+    return {"operators": operators, "float_ops": float_ops, "convolutions": convs}
 
 
-def convolutions(model: Any) -> dict[str, dict[str, Any]]:
-    """Shape details of every CONV_2D, keyed by output tensor name (Vela's per-layer "Name")."""
+def convolution(graph: Any, op: Any) -> dict[str, Any] | None:
+    """Shape details of a CONV_2D, with its output tensor's name (Vela's per-layer "Name")."""
     from ethosu.vela.tflite.BuiltinOptions import BuiltinOptions
     from ethosu.vela.tflite.Conv2DOptions import Conv2DOptions
     from ethosu.vela.tflite.Padding import Padding
     from ethosu.vela.tflite.TensorType import TensorType
 
-    found: dict[str, dict[str, Any]] = {}
-    names = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
-    operators = model_operators(model)
-    position = 0
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            kind = operators[position]
-            position += 1
-            if kind != "CONV_2D" or op.InputsLength() < 2 or op.BuiltinOptionsType() != BuiltinOptions.Conv2DOptions:
-                continue
-            table = op.BuiltinOptions()
-            options = Conv2DOptions()
-            options.Init(table.Bytes, table.Pos)
-            ifm, weights, ofm = (graph.Tensors(op.Inputs(0)), graph.Tensors(op.Inputs(1)),
-                                 graph.Tensors(op.Outputs(0)))
-            shape = weights.ShapeAsNumpy().tolist()
-            found[(ofm.Name() or b"").decode("utf-8", "replace")] = {
-                "input_shape": ifm.ShapeAsNumpy().tolist(),
-                "output_shape": ofm.ShapeAsNumpy().tolist(),
-                "kernel": shape[1:3],
-                "stride": [options.StrideH(), options.StrideW()],
-                "dilation": [options.DilationHFactor(), options.DilationWFactor()],
-                "padding": "same" if options.Padding() == Padding.SAME else "valid",
-                "dtype": names.get(ifm.Type(), str(ifm.Type())).lower(),
-            }
-    return found
+    if op.InputsLength() < 2 or op.BuiltinOptionsType() != BuiltinOptions.Conv2DOptions:
+        return None
+    table = op.BuiltinOptions()
+    options = Conv2DOptions()
+    options.Init(table.Bytes, table.Pos)
+    ifm, weights, ofm = graph.Tensors(op.Inputs(0)), graph.Tensors(op.Inputs(1)), graph.Tensors(op.Outputs(0))
+    types = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    return {
+        "output": (ofm.Name() or b"").decode("utf-8", "replace"),
+        "input_shape": ifm.ShapeAsNumpy().tolist(),
+        "output_shape": ofm.ShapeAsNumpy().tolist(),
+        "kernel": weights.ShapeAsNumpy().tolist()[1:3],
+        "stride": [options.StrideH(), options.StrideW()],
+        "dilation": [options.DilationHFactor(), options.DilationWFactor()],
+        "padding": "same" if options.Padding() == Padding.SAME else "valid",
+        "dtype": types.get(ifm.Type(), str(ifm.Type())).lower(),
+    }
 
 
 def run_vela(model: Path, out_dir: Path, accelerator: str, system_config: str | None,

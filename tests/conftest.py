@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.models import write_models
+from tests.models import use, write_models
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,14 @@ def project(pytester: pytest.Pytester, model_dir: Path) -> pytest.Pytester:
     pytester.makeini("[pytest]\n")
     shutil.copytree(model_dir, pytester.path / "models")
     return pytester
+
+
+@pytest.fixture
+def make_repo(project: pytest.Pytester) -> Callable[[str], pytest.Pytester]:
+    """A project whose tests (``source``) check ``models/current.tflite``, first the base variant."""
+    def make(source: str) -> pytest.Pytester:
+        use(project, "base.tflite")
+        project.makepyfile(test_models=source)
+        return project
+
+    return make

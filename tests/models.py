@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pytest_ethosu.modelgen import ModelBuilder
 
 
@@ -46,3 +48,9 @@ def write_models(directory: Path) -> dict[str, Path]:
         path.write_bytes(make())
         paths[name] = path
     return paths
+
+
+def use(project: pytest.Pytester, variant: str) -> None:
+    """Make ``models/current.tflite`` in a test project a copy of one variant."""
+    models = project.path / "models"
+    (models / "current.tflite").write_bytes((models / variant).read_bytes())

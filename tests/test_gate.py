@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.models import use
 
 MODES = {"serial": ["-p", "no:xdist"], "xdist": ["-n", "2"]}
 
@@ -33,14 +36,8 @@ def mode(request: pytest.FixtureRequest) -> list[str]:
 
 
 @pytest.fixture
-def repo(project: pytest.Pytester) -> pytest.Pytester:
-    use(project, "base.tflite")
-    project.makepyfile(test_models=TESTS)
-    return project
-
-
-def use(project: pytest.Pytester, variant: str) -> None:
-    shutil.copy(project.path / "models" / variant, project.path / "models" / "current.tflite")
+def repo(make_repo: Callable[[str], pytest.Pytester]) -> pytest.Pytester:
+    return make_repo(TESTS)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

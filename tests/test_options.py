@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.models import use
 
 NET = """
 def test_net(ethosu_perf):
@@ -14,14 +17,8 @@ def test_net(ethosu_perf):
 
 
 @pytest.fixture
-def repo(project: pytest.Pytester) -> pytest.Pytester:
-    use(project, "base.tflite")
-    project.makepyfile(test_models=NET)
-    return project
-
-
-def use(project: pytest.Pytester, variant: str) -> None:
-    (project.path / "models" / "current.tflite").write_bytes((project.path / "models" / variant).read_bytes())
+def repo(make_repo: Callable[[str], pytest.Pytester]) -> pytest.Pytester:
+    return make_repo(NET)
 
 
 def baseline_file(project: pytest.Pytester, directory: str = "baselines") -> Path:
