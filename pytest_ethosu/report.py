@@ -212,12 +212,21 @@ def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
                     tablefmt="simple", disable_numparse=True)
 
 
+MEMORY_BOUND_SHOWN = 3
+
+
 def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -> list[str]:
     """The advisor's findings, one estimate after another; hot spots (which the top-layers table
     already shows) only in full mode."""
     lines = []
     for r in records:
         findings = [f for f in r.get("advice", []) if full or f["kind"] != "hot_spot"]
+        hidden = 0
+        if not full:  # the three memory-bound layers that cost the most; -v lists them all
+            bound = [f for f in findings if f["kind"] == "memory_bound"]
+            keep = sorted(bound, key=lambda f: -f["figures"].get("share", 0))[:MEMORY_BOUND_SHOWN]
+            hidden = len(bound) - len(keep)
+            findings = [f for f in findings if f["kind"] != "memory_bound" or f in keep]
         if not findings:
             continue
         lines.append(f"{r['test']}" + (f" [{r['name']}]" if r["name"] not in ("", "default") else "")
@@ -228,6 +237,8 @@ def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -
             lines.append(f"  {f['kind'].replace('_', ' ')}: {where} {name}".rstrip())
             lines.append(f"    {f['evidence']}")
             lines.append(f"    -> {f['suggestion']}")
+        if hidden:
+            lines.append(f"  ... and {hidden} more memory-bound layer(s) (-v lists them)")
     return lines
 
 

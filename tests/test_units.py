@@ -87,3 +87,20 @@ def test_baseline_round_trip(doc: dict[str, object]) -> None:
         assert baseline.write(path, doc) is False  # unchanged content is not rewritten
         assert path.read_bytes() == first
         assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def test_advice_lines_cut_memory_bound_unless_full() -> None:
+    from pytest_ethosu.report import advice_lines
+
+    def finding(kind: str, layer: int, share: float) -> dict[str, object]:
+        return {"kind": kind, "layer": layer, "op": "Conv2D", "name": f"l{layer}", "evidence": "e",
+                "suggestion": "s", "figures": {"share": share}}
+
+    advice = [finding("memory_bound", i, share) for i, share in enumerate([5, 30, 1, 20, 10])]
+    advice += [finding("hot_spot", 1, 30), finding("cpu_fallback", 9, 0)]
+    record = {"test": "t.py::t", "name": "", "model": "m.tflite", "accelerator": "ethos-u55-128", "advice": advice}
+    short = "\n".join(advice_lines([record], full=False, width=80))
+    assert [f"layer {i} " in short for i in range(5)] == [False, True, False, True, True]
+    assert "... and 2 more memory-bound layer(s)" in short and "hot spot" not in short and "cpu fallback" in short
+    full = "\n".join(advice_lines([record], full=True, width=80))
+    assert full.count("memory bound") == 5 and "hot spot" in full and "more memory-bound" not in full
