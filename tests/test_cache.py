@@ -116,3 +116,17 @@ def test_findings_come_from_the_cache(tmp_path: Path, model_dir: Path) -> None:
     finally:
         for est in made:
             est.close()
+
+
+def test_session_without_estimates_starts_no_worker(project: pytest.Pytester) -> None:
+    project.makeconftest("""
+        from pytest_ethosu.plugin import session_key
+
+        def pytest_sessionfinish(session):
+            state = session.config.stash[session_key]
+            print("ESTIMATOR", state._estimator is not None)
+    """)
+    project.makepyfile(test_plain="def test_plain(ethosu_perf):\n    assert ethosu_perf is not None\n")
+    result = project.runpytest("-p", "no:xdist", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ESTIMATOR False*"])
