@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from .errors import (
+    ArgumentError,
+    BaselineError,
+    CheckFailed,
     EthosuError,
     EthosuWarning,
     ModelError,
@@ -15,6 +18,9 @@ from .errors import (
 from .result import EstimateResult, Finding, Layer
 
 __all__ = [
+    "ArgumentError",
+    "BaselineError",
+    "CheckFailed",
     "EstimateResult",
     "EthosuError",
     "EthosuWarning",

@@ -2,7 +2,7 @@
 
 - ``channel_padding``: a convolution whose output depth is not a multiple of the depth the
   accelerator computes at a time (from Vela's architecture data; see
-  ``vela_adapter.depth_granularity``).  Each suggestion is checked with Vela: the layer is
+  ``vela.engine.depth_granularity``).  Each suggestion is checked with Vela: the layer is
   rebuilt (same input shape, kernel, stride, padding, int8) at both depths between two identity
   1x1 max-pools, so that its feature maps are intermediate tensors as in the real network
   rather than network inputs and outputs, and estimated on the same target.  The advice is given
@@ -18,11 +18,12 @@ Vela's estimates are not silicon measurements; the findings say what Vela's mode
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .modelgen import ModelBuilder
 from .result import EstimateResult, Finding, Layer
+from .vela import VelaRun
 
 MEMORY_BOUND_RATIO = 1.25
 MIN_SHARE = 1.0  # percent of the network's cycles below which a layer is not worth a finding
@@ -30,7 +31,7 @@ MIN_SHARE = 1.0  # percent of the network's cycles below which a layer is not wo
 Estimate = Callable[[bytes], EstimateResult]
 
 
-def single_conv(conv: dict[str, Any], depth: int) -> bytes | None:
+def single_conv(conv: Mapping[str, Any], depth: int) -> bytes | None:
     """The convolution alone, at another output depth; None when it cannot be rebuilt."""
     kernel, stride = conv["kernel"], conv["stride"]
     if (conv["dtype"] != "int8" or conv["dilation"] != [1, 1] or kernel[0] != kernel[1]
@@ -47,9 +48,9 @@ def _conv_row(result: EstimateResult) -> Layer | None:
     return next((layer for layer in result.layers if layer.op == "Conv2D" and layer.macs), None)
 
 
-def channel_padding(result: EstimateResult, details: dict[str, Any], estimate: Estimate) -> list[Finding]:
-    granularity = details["vela"].get("depth_granularity")
-    convs = details["inspected"].get("convolutions", {})
+def channel_padding(result: EstimateResult, run: VelaRun, estimate: Estimate) -> list[Finding]:
+    granularity = run.depth_granularity
+    convs = run.facts.convolutions
     if not granularity:
         return []
     findings = []
@@ -112,8 +113,8 @@ def _normal(op: str) -> str:
     return op.replace("_", "").lower()
 
 
-def cpu_fallback(result: EstimateResult, details: dict[str, Any]) -> list[Finding]:
-    reasons = list(details["vela"].get("cpu_reasons", []))
+def cpu_fallback(result: EstimateResult, run: VelaRun) -> list[Finding]:
+    reasons = list(run.cpu_reasons)
     cpu_layers = [layer for layer in result.layers if layer.placement == "CPU"]
     # the legacy core reports no CPU rows: fall back to the compiled model's operator names
     entries: list[tuple[int | None, str, str]] = [(layer.index, layer.name, layer.op) for layer in cpu_layers]
@@ -121,10 +122,10 @@ def cpu_fallback(result: EstimateResult, details: dict[str, Any]) -> list[Findin
         entries = [(None, "", op) for op in result.cpu_operators]
     findings = []
     for index, name, op in entries:
-        match = next((r for r in reasons if _normal(r["op"]) == _normal(op)), None)
+        match = next((r for r in reasons if _normal(r.op) == _normal(op)), None)
         if match is not None:
             reasons.remove(match)
-        reason = match["reason"] if match else "Vela gave no reason"
+        reason = match.reason if match else "Vela gave no reason"
         findings.append(Finding(
             kind="cpu_fallback", layer=index, name=name, op=op,
             evidence=f"{op} runs on the CPU: {reason}",
@@ -161,7 +162,7 @@ def hot_spots(result: EstimateResult) -> list[Finding]:
     return findings
 
 
-def advise(result: EstimateResult, details: dict[str, Any], estimate: Estimate) -> list[Finding]:
+def advise(result: EstimateResult, run: VelaRun, estimate: Estimate) -> list[Finding]:
     """All findings for one estimate; ``estimate`` compiles a verification model on its target."""
-    return (channel_padding(result, details, estimate) + memory_bound(result)
-            + cpu_fallback(result, details) + hot_spots(result))
+    return (channel_padding(result, run, estimate) + memory_bound(result)
+            + cpu_fallback(result, run) + hot_spots(result))

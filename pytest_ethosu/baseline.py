@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import EthosuError
+from .errors import BaselineError
+from .files import write_atomic
 from .result import TOTAL_METRICS, EstimateResult
+from .vela import LAYER_NUMBERS, LAYER_TEXT
 
 SCHEMA_VERSION = 1
 SUFFIX = ".json"
@@ -30,10 +33,6 @@ SUFFIX = ".json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@\[\]-]")
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 _MAX_COMPONENT = 80
-
-
-class BaselineError(EthosuError):
-    """A baseline file exists but cannot be used; it is never overwritten by a check."""
 
 
 def safe_component(name: str) -> str:
@@ -83,7 +82,10 @@ def estimator_identity(result: EstimateResult) -> dict[str, Any]:
 
 
 def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    """The file's text.  Lone surrogates (names from non-UTF-8 file names) become JSON
+    ``\\udcXX`` escapes, which read back as the same string."""
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -115,7 +117,26 @@ def load(path: Path) -> dict[str, Any]:
     unknown = [k for k in document["totals"] if k not in TOTAL_METRICS]
     if unknown:
         raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")
+    for key in TOTAL_METRICS:
+        if key not in document["totals"]:
+            raise BaselineError(f"baseline {path} lacks totals.{key}. {fix}")
+        _check_number(path, f"totals.{key}", document["totals"][key], fix)
+    for i, layer in enumerate(document["layers"]):
+        if not isinstance(layer, dict):
+            raise BaselineError(f"baseline {path}: layers[{i}] is not an object. {fix}")
+        for key in LAYER_TEXT:
+            if not isinstance(layer.get(key), str):
+                raise BaselineError(f"baseline {path}: layers[{i}].{key} is {layer.get(key)!r}, not text. {fix}")
+        for key in (*LAYER_NUMBERS, "index"):
+            if key not in layer:
+                raise BaselineError(f"baseline {path} lacks layers[{i}].{key}. {fix}")
+            _check_number(path, f"layers[{i}].{key}", layer[key], fix)
     return document
+
+
+def _check_number(path: Path, where: str, value: Any, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BaselineError(f"baseline {path}: {where} is {value!r}, not a finite number. {fix}")
 
 
 def write(path: Path, document: dict[str, Any]) -> bool:
@@ -126,30 +147,38 @@ def write(path: Path, document: dict[str, Any]) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
-    write_text_atomic(path, text)
+    write_atomic(path, text)
     return True
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def is_baseline(path: Path) -> bool:
+    """A regular file (not a link) that reads as a baseline of this plugin."""
+    if path.is_symlink() or not path.is_file():
+        return False
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(document, dict) and isinstance(document.get("schema"), int)
+            and {"test", "name", "estimator", "totals", "layers", "model"} <= set(document))
+
+
+def find_baselines(root: Path) -> Iterator[Path]:
+    """Every baseline file under ``root``, without following links out of it."""
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(directory) / name
+            if name.endswith(SUFFIX) and is_baseline(path):
+                yield path
 
 
 def remove(path: Path, root: Path) -> None:
-    """Delete a baseline and the directories under ``root`` that it leaves empty."""
+    """Delete a baseline and the directories under ``root`` that it leaves empty.  Only a
+    regular file inside ``root`` that reads as a baseline is ever deleted."""
+    resolved_root = root.resolve()
+    if not is_baseline(path) or resolved_root not in path.resolve().parents:
+        raise BaselineError(f"refusing to delete {path}: not a baseline file inside {root}")
     path.unlink()
     parent = path.parent
     while parent != root and root in parent.parents and not any(parent.iterdir()):

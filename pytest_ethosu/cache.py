@@ -1,45 +1,82 @@
 """The on-disk estimate cache: Vela's answer, keyed by everything that can change it.
 
 The key hashes the model's bytes, the accelerator, system config, memory mode and Vela options,
-the *contents* of the Vela ``.ini`` files used (Vela's bundled ``Arm/vela.ini`` when none is
-given), the Vela version, the core, and ``FORMAT``, this plugin's version of the cached data.
-The value is the worker's reply (Vela's rows, summary and compiled operators), from which the
-estimator builds the result exactly as it does after a fresh run, so a hit and a miss give the
-same result.  Once the advisor has run, the entry also keeps its findings: they depend on
-nothing outside the key, so a warm session does not run the advisor again.
+the *contents* of the Vela ``.ini`` files used (Vela's bundled one when none is given), the
+Vela version, this plugin's version and ``FORMAT``, the layout of an entry.  The value is the
+``VelaRun`` from which the estimator builds the result exactly as after a fresh run, so a hit
+and a miss give the same result.  Once the advisor has run, the entry also keeps its findings:
+they depend on nothing outside the key, so a warm session does not run the advisor again.
 
-Entries are written to a temporary file and moved into place, so xdist workers and concurrent
-sessions can share the directory; an entry that cannot be read is treated as a miss and
-rewritten.
+Every entry is checked when it is read (its key, types, finite numbers, layers that add up to
+the total); one that fails is ignored, counted in ``invalid`` and replaced.  Entries are
+written atomically (``files.write_atomic``), so xdist workers and concurrent sessions can
+share the directory.  The directory is created on the first write, marked as a cache with
+``CACHEDIR.TAG`` and a ``.gitignore``, and ``clear`` removes it only when that marker is there:
+the plugin never deletes a directory it did not make.  A cache that cannot be written is
+reported once with a warning and the session goes on without it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
-import os
-import tempfile
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
+from .errors import EthosuWarning
+from .files import write_atomic
 from .target import Target
-from .vela_adapter import bundled_config_dir, vela_version
+from .vela import InvalidRun, VelaRun, default_config_file, vela_version
 
-FORMAT = 2  # 2: replies carry convolution shapes, CPU reasons and the depth granularity
+FORMAT = 3  # 3: entries hold a typed VelaRun
+TAG_NAME = "CACHEDIR.TAG"
+TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+       "# This directory is pytest-ethosu's estimate cache; see https://bford.info/cachedir/\n")
+
+
+def plugin_version() -> str:
+    try:
+        return importlib.metadata.version("pytest-ethosu")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def is_cache_dir(path: Path) -> bool:
+    """True when ``path`` is a directory this plugin made for its cache (it holds the tag)."""
+    tag = path / TAG_NAME
+    try:
+        return path.is_dir() and not path.is_symlink() and tag.read_text(encoding="utf-8") == TAG
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def clear(path: Path) -> bool:
+    """Delete the cache at ``path`` if it is one; False (touching nothing) otherwise."""
+    if not is_cache_dir(path):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 class EstimateCache:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, owned: bool = False) -> None:
+        """``owned``: the directory is the plugin's by construction (its place in pytest's
+        cache), so existing files there need no tag to be the plugin's."""
         self.directory = directory
+        self.owned = owned
         self.hits = 0
-        self.misses = 0
-        self._version = vela_version()
+        self.invalid = 0
+        self.broken: str | None = None  # why the cache cannot be written, once it failed
+        self._identity = {"format": FORMAT, "vela": vela_version(), "plugin": plugin_version()}
         self._ini_digests: dict[tuple[str, ...], str] = {}
 
     def _ini_digest(self, files: tuple[str, ...]) -> str:
         if files not in self._ini_digests:
             digest = hashlib.sha256()
-            for name in files or (str(bundled_config_dir() / "Arm" / "vela.ini"),):
+            for name in files or (str(default_config_file()),):
                 digest.update(Path(name).read_bytes())
                 digest.update(b"\0")
             self._ini_digests[files] = digest.hexdigest()
@@ -47,8 +84,7 @@ class EstimateCache:
 
     def key(self, model_sha256: str, target: Target) -> str:
         parts = {
-            "format": FORMAT,
-            "vela": self._version,
+            **self._identity,
             "model": model_sha256,
             "accelerator": target.accelerator,
             "system_config": target.system_config,
@@ -62,29 +98,53 @@ class EstimateCache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> tuple[VelaRun, list[dict[str, Any]] | None] | None:
+        """The cached run and, if the advisor has run, its findings; None on a miss."""
+        path = self._path(key)
         try:
-            entry: dict[str, Any] = json.loads(self._path(key).read_text(encoding="utf-8"))
-            if entry.get("key") != key or entry.get("format") != FORMAT:
-                raise ValueError("stale entry")
-            reply: dict[str, Any] = entry["reply"]
-        except (OSError, ValueError, KeyError, TypeError):
-            self.misses += 1
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        try:
+            entry = json.loads(text)
+            if not isinstance(entry, dict) or entry.get("key") != key or entry.get("format") != FORMAT:
+                raise InvalidRun("not an entry for this key")
+            run = VelaRun.from_json(entry["run"])
+            findings = entry.get("findings")
+            if findings is not None and not (isinstance(findings, list)
+                                             and all(isinstance(f, dict) for f in findings)):
+                raise InvalidRun("bad findings")
+        except (ValueError, KeyError, TypeError):
+            self.invalid += 1
             return None
         self.hits += 1
-        return reply
+        return run, findings
 
-    def put(self, key: str, reply: dict[str, Any]) -> None:
-        """Store a successful reply; a cache that cannot be written is simply not used."""
-        path = self._path(key)
-        kept: dict[str, Any] = {"ok": True}
-        kept.update((k, reply[k]) for k in ("inspected", "vela", "findings") if k in reply)
-        entry = {"format": FORMAT, "key": key, "reply": kept}
+    def put(self, key: str, run: VelaRun, findings: list[dict[str, Any]] | None) -> None:
+        """Store a run; a cache that cannot be written is reported once and then skipped."""
+        if self.broken is not None:
+            return
+        entry: dict[str, Any] = {"format": FORMAT, "key": key, "run": run.to_json()}
+        if findings is not None:
+            entry["findings"] = findings
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".entry.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, separators=(",", ":"))
-            os.replace(tmp, path)
-        except OSError:
-            pass
+            self._mark()
+            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), fsync=False)
+        except OSError as exc:
+            self.broken = f"{exc.strerror or exc}"
+            warnings.warn(EthosuWarning(
+                f"the estimate cache in {self.directory} cannot be written ({self.broken}); this "
+                "session runs without it. Choose another directory with --ethosu-cache-dir=PATH, "
+                "or turn the cache off with --ethosu-no-cache."), stacklevel=2)
+
+    def _mark(self) -> None:
+        if (self.directory / TAG_NAME).is_file():
+            return
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(self.directory))
+        if not self.owned and self.directory.is_dir() and any(self.directory.iterdir()):
+            raise FileExistsError(17, "the directory holds other files and is not a pytest-ethosu "
+                                  "cache (it has no CACHEDIR.TAG)", str(self.directory))
+        write_atomic(self.directory / TAG_NAME, TAG, fsync=False)
+        write_atomic(self.directory / ".gitignore", "# made by pytest-ethosu: the estimate cache\n*\n",
+                     fsync=False)

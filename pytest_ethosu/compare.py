@@ -22,6 +22,7 @@ the same Keras model renames every layer.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,21 +75,46 @@ class Tolerances:
 
     @classmethod
     def merge(cls, sources: Sequence[Mapping[str, Any]]) -> Tolerances:
-        """Most specific source first; each may set ``rtol``, ``atol`` and ``tolerances``."""
+        """Most specific source first; each may set ``rtol``, ``atol`` and ``tolerances``.
+
+        Raises ``ValueError`` naming the parameter for anything but finite numbers >= 0, an
+        unknown metric or a per-metric setting other than ``rtol`` and ``atol``.
+        """
         known = set(GATED_TOTALS) | set(GATED_LAYER_METRICS)
-        rtol = next((float(s["rtol"]) for s in sources if s.get("rtol") is not None), DEFAULT_RTOL)
-        atol = next((float(s["atol"]) for s in sources if s.get("atol") is not None), DEFAULT_ATOL)
+        rtol = next((tolerance_value("rtol", s["rtol"]) for s in sources if s.get("rtol") is not None),
+                    DEFAULT_RTOL)
+        atol = next((tolerance_value("atol", s["atol"]) for s in sources if s.get("atol") is not None),
+                    DEFAULT_ATOL)
         default = Tolerance(rtol, atol)
         per_metric: dict[str, Tolerance] = {}
         for source in reversed(sources):
-            for metric, spec in (source.get("tolerances") or {}).items():
+            specs = source.get("tolerances") or {}
+            if not isinstance(specs, Mapping):
+                raise ValueError(f"tolerances must map metric names to {{'rtol': ..., 'atol': ...}}, "
+                                 f"not {specs!r}")
+            for metric, spec in specs.items():
                 if metric not in known:
                     raise ValueError(f"unknown metric {metric!r} in tolerances; gated metrics are: "
                                      + ", ".join(sorted(known)))
+                if not isinstance(spec, Mapping) or not spec or set(spec) - {"rtol", "atol"}:
+                    raise ValueError(f"tolerances[{metric!r}] must be a dict with 'rtol' and/or 'atol', "
+                                     f"not {spec!r}")
                 base = per_metric.get(metric, default)
-                per_metric[metric] = Tolerance(float(spec.get("rtol", base.rtol)),
-                                               float(spec.get("atol", base.atol)))
+                per_metric[metric] = Tolerance(
+                    tolerance_value(f"tolerances[{metric!r}]['rtol']", spec.get("rtol", base.rtol)),
+                    tolerance_value(f"tolerances[{metric!r}]['atol']", spec.get("atol", base.atol)))
         return cls(default, per_metric)
+
+
+def tolerance_value(name: str, value: Any) -> float:
+    """A tolerance as a float: finite and not negative, or ``ValueError`` naming ``name``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -243,8 +269,6 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
     if new_cpu > old_cpu:
         changes.append(Change("to_cpu", "cpu_ops", old_cpu, new_cpu, tolerance="always fails"))
     for metric in GATED_TOTALS:
-        if metric not in old_totals or metric not in new_totals:
-            continue
         tol = tolerances.get(metric)
         kind = _verdict(metric, old_totals[metric], new_totals[metric], tol)
         changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],

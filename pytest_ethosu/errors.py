@@ -1,7 +1,9 @@
-"""Exceptions raised by estimates and checks.
+"""Exceptions and the warning that estimates and checks raise.
 
 Every error carries a message written for the person reading a failed test: which file, what
-went wrong, what to do next.  The plugin reports these without a traceback (see ``plugin.py``).
+went wrong, what to do next.  The plugin reports these without a traceback (see
+``session.EthosuSession.pytest_runtest_makereport``).  All of them are importable from
+``pytest_ethosu``, so a test can name them, for example in ``pytest.mark.xfail(raises=...)``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ class EthosuError(Exception):
 
 
 class ModelError(EthosuError):
-    """The model file cannot be estimated: missing, empty, not a TFLite flatbuffer, ..."""
+    """The model cannot be estimated: missing, empty, not a TFLite or TOSA flatbuffer, ..."""
 
 
 class TargetError(EthosuError):
-    """An accelerator, system config, memory mode or Vela config file Vela does not know."""
+    """An accelerator, system config, memory mode, Vela config file or Vela option that cannot
+    be used."""
 
 
 class VelaError(EthosuError):
@@ -45,6 +48,19 @@ class VelaTimeout(VelaError):
 
 class WorkerStartError(EthosuError):
     """The worker process that runs Vela could not start (for example Vela fails to import)."""
+
+
+class CheckFailed(EthosuError):
+    """An estimate regressed against its baseline, or its baseline is missing."""
+
+
+class BaselineError(EthosuError):
+    """A baseline file exists but cannot be used; it is never overwritten by a check."""
+
+
+class ArgumentError(EthosuError, TypeError):
+    """A call keyword or marker argument that the plugin does not take, or a value of the wrong
+    type or range; raised before Vela runs."""
 
 
 class EthosuWarning(UserWarning):

@@ -1,6 +1,7 @@
 """Hooks that conftest files and other plugins can implement.
 
-Added to pytest's hook registry in ``plugin.pytest_addhooks``.
+Added to pytest's hook registry in ``plugin.pytest_addhooks``.  Implement them in a
+``conftest.py`` or a plugin; each docstring shows a use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from .result import EstimateResult, Finding
 
 
+@pytest.hookspec
 def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
                          record: dict[str, Any]) -> None:
     """Called for every estimate: checks (``ethosu_perf(...)``, ``name`` as given) and plain
@@ -32,6 +34,7 @@ def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
     """
 
 
+@pytest.hookspec
 def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding]) -> None:
     """Add (or remove) advisor findings for one estimate, in place.
 
@@ -50,6 +53,7 @@ def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings
     """
 
 
+@pytest.hookspec
 def pytest_ethosu_summary_row(config: pytest.Config, record: dict[str, Any],
                               row: dict[str, Any]) -> None:
     """Change the end-of-session summary row of one estimate, in place.

@@ -10,7 +10,8 @@ are seeded random int8, so the same calls give the same bytes.
     x = m.fully_connected(m.reshape(x, (1, -1)), units=10)
     data = m.build(x)          # bytes, or m.save(path, x)
 
-Built on the ``flatbuffers`` package and the TFLite schema classes that Vela ships.
+Built on the ``flatbuffers`` package and the TFLite schema classes that Vela ships
+(re-exported by ``vela/tflite.py``).
 """
 
 from __future__ import annotations
@@ -22,26 +23,27 @@ from typing import Any
 
 import flatbuffers
 import numpy as np
-from ethosu.vela.tflite import (
+
+from .vela.tflite import (
+    ActivationFunctionType,
     AddOptions,
     Buffer,
+    BuiltinOperator,
+    BuiltinOptions,
     Conv2DOptions,
     DepthwiseConv2DOptions,
     FullyConnectedOptions,
     Model,
     Operator,
     OperatorCode,
+    Padding,
     Pool2DOptions,
     QuantizationParameters,
     ReshapeOptions,
     SubGraph,
     Tensor,
+    TensorType,
 )
-from ethosu.vela.tflite.ActivationFunctionType import ActivationFunctionType
-from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
-from ethosu.vela.tflite.BuiltinOptions import BuiltinOptions
-from ethosu.vela.tflite.Padding import Padding
-from ethosu.vela.tflite.TensorType import TensorType
 
 ACTIVATIONS = {None: ActivationFunctionType.NONE, "relu": ActivationFunctionType.RELU,
                "relu6": ActivationFunctionType.RELU6}

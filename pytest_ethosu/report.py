@@ -8,13 +8,51 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from tabulate import tabulate
 
 from .baseline import estimator_identity
 from .compare import Change, Comparison
+from .gate import Status
 from .result import EstimateResult
+
+
+class Record(TypedDict):
+    """One estimate as the session reports it, in plain JSON types.
+
+    Records travel from xdist workers to the controller and are written to the JSON report as
+    they are.  ``pytest_ethosu_result`` hooks may add keys of their own.
+    """
+
+    test: str  # node id
+    file: str
+    line: int
+    name: str  # the check's name; "" for a plain estimate()
+    model: str
+    model_sha256: str
+    accelerator: str
+    system_config: str | None
+    memory_mode: str | None
+    vela_version: str
+    core: str
+    total_cycles: float
+    inference_ms: float
+    mac_utilization: float
+    npu_ops: int
+    cpu_ops: int
+    sram_used: int
+    status: str  # a gate.Status value
+    delta_percent: float | None  # change of total cycles against the baseline
+    baseline: str | None  # the baseline file, relative to the rootdir
+    drift: list[str]
+    regressions: list[dict[str, Any]]  # the worst changes beyond tolerance (Change.to_dict)
+    headline: str
+    advice: list[dict[str, Any]]  # the advisor's findings (Finding.to_dict)
+    top_layers: list[dict[str, Any]]
+    detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
+
 
 FAILURE_ROWS = 10
 TOP_LAYERS = 5
@@ -40,12 +78,14 @@ def _pct(change: Change) -> str:
     return "new" if change.now else "-"
 
 
-def accept_command(nodeid: str) -> str:
-    return f"pytest --ethosu-update {shlex.quote(nodeid)}"
+def accept_command(nodeid: str, options: Sequence[str] = ()) -> str:
+    """The command that accepts a test's estimates: ``options`` are the run's own options that
+    shaped the estimate or say where baselines live, so the command works pasted verbatim."""
+    return " ".join(["pytest", "--ethosu-update", *map(shlex.quote, options), shlex.quote(nodeid)])
 
 
-def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: str,
-                comparison: Comparison | None, baseline_file: str | None, detail: bool) -> dict[str, Any]:
+def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: Status,
+                comparison: Comparison | None, baseline_file: str | None, detail: bool) -> Record:
     """The session-level summary of one estimate, in plain JSON types.
 
     ``name`` is the check's name, or "" for a plain ``estimate()``.  With ``detail`` (for the
@@ -54,7 +94,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
     """
     total = comparison.total_delta() if comparison else None
     top = sorted(result.layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
-    record = {
+    record: Record = {
         "test": nodeid,
         "file": location[0],
         "line": location[1],
@@ -72,7 +112,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         "npu_ops": result.npu_ops,
         "cpu_ops": result.cpu_ops,
         "sram_used": result.sram_used,
-        "status": status,
+        "status": status.value,
         "delta_percent": total.percent if total else None,
         "baseline": baseline_file,
         "drift": list(comparison.drift) if comparison else [],
@@ -83,6 +123,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
                        for layer in top],
+        "detail": None,
     }
     if detail:
         record["detail"] = {
@@ -129,7 +170,7 @@ def change_table(changes: Sequence[Change], limit: int | None, name_width: int =
     return text
 
 
-def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_file: str,
+def failure_message(label: str, accept: str, comparison: Comparison, baseline_file: str,
                     verbosity: int, strict: bool) -> str:
     """One screen: headline, baseline file, offending layers, context and the accept command."""
     lines = [f"ethosu: {label}: {headline(comparison) if comparison.regressions else 'changed (strict mode)'}",
@@ -156,7 +197,7 @@ def failure_message(label: str, nodeid: str, comparison: Comparison, baseline_fi
     if comparison.model_changed:
         lines.append("the model file changed since the baseline was made")
     lines.extend(f"note: {note}" for note in comparison.drift)
-    lines.append(f"if this change is intended, accept it with: {accept_command(nodeid)}")
+    lines.append(f"if this change is intended, accept it with: {accept}")
     return "\n".join(lines)
 
 
@@ -169,9 +210,14 @@ def regression_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             for c in record["regressions"]]
 
 
-def missing_message(label: str, nodeid: str, path: str) -> str:
+def missing_message(label: str, accept: str, path: str) -> str:
     return (f"ethosu: {label}: no baseline at {path}\n"
-            f"create it with: {accept_command(nodeid)}  (then commit the file)")
+            f"create it with: {accept}  (then commit the file)")
+
+
+def drift_message(label: str, accept: str, comparison: Comparison, path: str) -> str:
+    return (f"ethosu: {label}: the estimator changed since the baseline {path} was made:\n"
+            + "\n".join(comparison.drift) + f"\nre-baseline with: {accept}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,13 +303,67 @@ def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: in
                  "util %"], tablefmt="simple", disable_numparse=True)
 
 
+@dataclass
+class SessionSummary:
+    """What the end-of-session summary reports besides the records' rows."""
+
+    records: list[Record]
+    rows: list[dict[str, Any]]  # the summary table's rows, after the summary-row hooks
+    counts: Mapping[str, int]
+    update: bool
+    deleted: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int) -> list[str]:
+    """The terminal summary, line by line: the table, each regression's worst changes, the
+    costliest layers, the advice, notes, and what to do about missing, improved or unused
+    baselines.  ``mode`` ``none`` leaves out the tables, not the notes."""
+    records, counts = summary.records, summary.counts
+    lines = [f"ethosu: {error}" for error in summary.errors]
+    if not records and not summary.deleted and not summary.unused:
+        return lines
+    if mode != "none" and records:
+        lines.append(render_rows(summary.rows))
+        for record in (r for r in records if r["status"] == Status.REGRESSED):
+            lines += ["", f"{record['test']} [{record['name']}] regressed; worst changes:",
+                      render_rows(regression_rows(record))]
+        count = TOP_LAYERS if mode == "short" and verbosity <= 0 else 3 * TOP_LAYERS
+        lines += ["", f"layers that cost the most cycles (top {count}):", top_layers_table(records, count, width)]
+        advice = advice_lines(records, full=mode == "full" or verbosity > 0, width=width)
+        if advice:
+            lines += ["", "advice (--ethosu-no-advice turns it off):", *advice]
+    lines += [f"note: {note}" for note in sorted({note for r in records for note in r["drift"]})]
+    improved = sum(r["status"] == Status.IMPROVED for r in records)
+    if improved and not summary.update:
+        lines.append(f"{improved} estimate(s) improved beyond tolerance: tighten their baselines with "
+                     "pytest --ethosu-update")
+    missing = sum(r["status"] == Status.MISSING for r in records)
+    if missing:
+        lines.append(f"{missing} estimate(s) have no baseline: create them with pytest --ethosu-update")
+    if records:
+        advisor = counts.get("advisor_runs", 0)
+        lines.append(f"ethosu: {len(records)} estimate(s); Vela ran {counts.get('vela_runs', 0)} time(s), "
+                     f"{counts.get('cache_hits', 0)} answered from the cache"
+                     + (f"; the advisor ran Vela {advisor} more time(s) to verify its advice" if advisor else ""))
+    if summary.update:
+        lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
+                     f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")
+        lines += [f"  deleted unused {path}" for path in summary.deleted]
+    elif summary.unused:
+        lines.append(f"{len(summary.unused)} unused baseline(s) (delete them with pytest --ethosu-update):")
+        lines += [f"  {path}" for path in summary.unused]
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # Machine-readable output: the JSON report, Markdown for CI pages, GitHub annotations.
 
 JSON_SCHEMA = 1
 
 
-def json_report(records: Sequence[Mapping[str, Any]], vela_version: str) -> dict[str, Any]:
+def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
     """The ``--ethosu-json`` document (schema 1).
 
     ``estimates`` holds one entry per estimate of the session, ordered by test id and name.
@@ -278,7 +378,7 @@ def json_report(records: Sequence[Mapping[str, Any]], vela_version: str) -> dict
     """
     estimates = []
     for record in records:
-        detail = record["detail"]
+        detail = record["detail"] or {}
         estimates.append({
             "test": record["test"], "name": record["name"], "model": record["model"],
             "model_sha256": record["model_sha256"], "accelerator": record["accelerator"],

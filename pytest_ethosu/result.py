@@ -22,37 +22,12 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .vela_adapter import ETHOSU_CUSTOM_OP
+from .vela import TOTAL_NUMBERS, VelaRun, macs_per_cycle
 
 Number = int | float
 
-#: Per-layer metrics, in the order of Vela's per-layer report.
-LAYER_METRICS = (
-    "staging_usage",
-    "cycles",
-    "npu_cycles",
-    "sram_access_cycles",
-    "dram_access_cycles",
-    "on_chip_flash_access_cycles",
-    "off_chip_flash_access_cycles",
-    "macs",
-    "mac_utilization",
-)
-
 #: Network totals that a baseline records and a check compares.
-TOTAL_METRICS = (
-    "total_cycles",
-    "npu_cycles",
-    "sram_access_cycles",
-    "dram_access_cycles",
-    "on_chip_flash_access_cycles",
-    "off_chip_flash_access_cycles",
-    "macs",
-    "sram_used",
-    "dram_used",
-    "cpu_ops",
-    "npu_ops",
-)
+TOTAL_METRICS = (*(name for name in TOTAL_NUMBERS if name != "inference_time"), "cpu_ops", "npu_ops")
 
 
 @dataclass(frozen=True)
@@ -143,7 +118,7 @@ class EstimateResult:
     @property
     def mac_utilization(self) -> float:
         """Network MAC utilisation, percent: MACs done over MACs possible in ``total_cycles``."""
-        per_cycle = int(self.target.get("macs_per_cycle") or 0)
+        per_cycle = macs_per_cycle(self.accelerator)
         if not per_cycle or not self.total_cycles:
             return 0.0
         return 100.0 * self.macs / (per_cycle * float(self.total_cycles))
@@ -193,49 +168,43 @@ class EstimateResult:
                 f"cpu_ops={self.cpu_ops})")
 
 
-def build_result(model: str, sha256: str, vela_version: str, request: dict[str, Any],
-                 reply: dict[str, Any]) -> EstimateResult:
-    """Assemble a result from the worker's reply (Vela's rows, summary and compiled ops)."""
-    vela = reply["vela"]
-    summary: dict[str, Any] = vela["summary"]
-    layers = tuple(Layer(index=i, **row) for i, row in enumerate(vela["rows"]))
+def build_result(model: str, sha256: str, vela_version: str, config_names: tuple[str, ...],
+                 vela_args: tuple[str, ...], accelerator: str, run: VelaRun) -> EstimateResult:
+    """Assemble the public result from a Vela run."""
+    layers = tuple(Layer(index=i, **row) for i, row in enumerate(run.layers))
     # The CPU's share is what the compiled model runs outside the NPU: every operator that is
-    # not an 'ethos-u' custom op, plus 'ethos-u' ops the input already had (a model compiled
-    # before: Vela passes those through for the CPU-side driver).
-    source = reply["inspected"]["operators"]
-    precompiled = [op for op in source if op == ETHOSU_CUSTOM_OP]
-    cpu_operators = tuple(op for op in vela["compiled_operators"] if op != ETHOSU_CUSTOM_OP)
-    cpu_operators += tuple(precompiled)
-    source_ops = len(source)
-    kib = 1024.0
-    accelerator = request["accelerator"]
+    # not the NPU's custom operator, plus such operators the input already had (a model
+    # compiled before: Vela passes those through for the CPU-side driver).
+    source = run.facts.operators
+    precompiled = tuple(op for op in source if op == run.npu_operator)
+    cpu_operators = tuple(op for op in run.compiled_operators if op != run.npu_operator) + precompiled
     target = {
         "accelerator": accelerator,
-        "system_config": summary["system_config"],
-        "memory_mode": summary["memory_mode"],
-        "core_clock": summary["core_clock"],
-        "macs_per_cycle": int(accelerator.rsplit("-", 1)[1]),
-        "config_files": list(request["config_names"]),
-        "vela_args": list(request["vela_args"]),
+        "system_config": run.system_config,
+        "memory_mode": run.memory_mode,
+        "core_clock": run.core_clock,
+        "config_files": list(config_names),
+        "vela_args": list(vela_args),
     }
+    totals = run.totals
     return EstimateResult(
         model=model,
         model_sha256=sha256,
         vela_version=vela_version,
-        core=vela["core"],
+        core=run.core,
         target=target,
         layers=layers,
-        total_cycles=summary["cycles_total"],
-        npu_cycles=summary["cycles_npu"],
-        sram_access_cycles=summary["cycles_sram_access"],
-        dram_access_cycles=summary["cycles_dram_access"],
-        on_chip_flash_access_cycles=summary["cycles_on_chip_flash_access"],
-        off_chip_flash_access_cycles=summary["cycles_off_chip_flash_access"],
-        macs=int(summary["nn_macs"]),
-        inference_time=float(summary["inference_time"]),
-        npu_ops=max(source_ops - len(cpu_operators), 0),
+        total_cycles=totals["total_cycles"],
+        npu_cycles=totals["npu_cycles"],
+        sram_access_cycles=totals["sram_access_cycles"],
+        dram_access_cycles=totals["dram_access_cycles"],
+        on_chip_flash_access_cycles=totals["on_chip_flash_access_cycles"],
+        off_chip_flash_access_cycles=totals["off_chip_flash_access_cycles"],
+        macs=int(totals["macs"]),
+        inference_time=float(totals["inference_time"]),
+        npu_ops=max(len(source) - len(cpu_operators), 0),
         cpu_ops=len(cpu_operators),
-        sram_used=round(summary["sram_memory_used"] * kib),  # Vela reports KiB
-        dram_used=round(summary["dram_memory_used"] * kib),
+        sram_used=int(totals["sram_used"]),
+        dram_used=int(totals["dram_used"]),
         cpu_operators=cpu_operators,
     )

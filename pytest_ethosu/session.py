@@ -1,138 +1,80 @@
-"""Session state and the object tests receive from the ``ethosu_perf`` fixture.
+"""The session: its state and its hooks, registered as the plugin ``ethosu-session``.
 
-One estimate's journey: the test calls ``ethosu_perf(model, ...)`` (``EthosuPerf.__call__``),
-which resolves the target (``target.py``), asks the ``Estimator`` (``estimator.py``), builds the
-baseline document (``baseline.py``) and compares it (``compare.py``).  A regression raises
-``CheckFailed`` with the message from ``report.py``; otherwise a record joins the session.  In
-update mode the new document waits on the item and is written only once the test has passed
-(``EthosuSession.finish_item``).  At the end, ``plugin.py`` prints the records as the summary.
+Like ``LogXML`` in pytest's ``junitxml.py``, one object owns what the session gathers and the
+hooks that gather and report it:
+
+- ``pytest_runtest_makereport`` turns the plugin's errors into one-screen failures, writes the
+  test's pending baselines once it has passed, and attaches Vela's console output to failures;
+- ``pytest_collection_finish`` / ``pytest_deselected`` note which tests exist, so that
+  baselines of deleted or renamed tests can be found in a full run;
+- ``pytest_sessionfinish``: an xdist worker hands its records to the controller through
+  ``workeroutput`` (workers never write session-level files); the controller deletes unused
+  baselines under ``--ethosu-update`` and writes the JSON and Markdown reports;
+- ``pytest_terminal_summary`` prints the lines ``report.summary_lines`` builds.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import baseline, report
-from .cache import EstimateCache
-from .compare import Comparison, Tolerances, compare
-from .errors import EthosuError
-from .estimator import Estimator, ModelArg, shown_path
-from .result import EstimateResult
-from .target import SETTINGS, Target, resolve
-
-DRIFT_POLICIES = ("warn", "fail", "update")
-TOLERANCE_KEYS = ("rtol", "atol", "tolerances")
-TARGET_KEYS = tuple(SETTINGS)
-
-
-class CheckFailed(EthosuError):
-    """An estimate regressed against its baseline, or its baseline is missing or unusable."""
-
-
-@dataclass
-class Pending:
-    """A check's outcome, kept on the item until the test's result is known."""
-
-    name: str  # "" for a plain estimate()
-    path: Path | None  # the baseline file of a check
-    document: dict[str, Any] | None
-    record: dict[str, Any]
-    write: bool
-
-
-@dataclass
-class ItemState:
-    pending: list[Pending] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)
-
-
-item_state_key = pytest.StashKey[ItemState]()
-
-
-def _option(config: pytest.Config, flag: str, ini: str) -> Any:
-    value = config.getoption(flag.lstrip("-").replace("-", "_"), None)
-    return value if value not in (None, "") else (config.getini(ini) or None)
+from . import baseline, cache, report
+from .errors import BaselineError, EthosuError
+from .estimator import Estimator, shown_path
+from .files import append_text, write_atomic
+from .fixture import item_state_key
+from .gate import Status, after_test
+from .settings import Settings
+from .vela import expected_core, vela_version
 
 
 class EthosuSession:
-    """Per-process state, registered as the plugin ``ethosu-session``.
-
-    Workers under xdist each have one; they send their records and bookkeeping to the
-    controller through ``workeroutput`` and never write session-level output.
-    """
+    """Per-process state and the hooks around it.  Under xdist each worker has one; the
+    controller's merges theirs."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.settings = Settings.from_config(config)
         self.rootdir = config.rootpath
-        self.update: bool = config.getoption("ethosu_update")
-        self.detailed = bool(config.getoption("ethosu_json"))  # records carry every layer
-        self.advise = not config.getoption("ethosu_no_advice") and config.getini("ethosu_advice")
-        self.strict: bool = config.getoption("ethosu_strict")
-        policy = str(config.getini("ethosu_drift") or "warn")
-        if policy not in DRIFT_POLICIES:
-            raise pytest.UsageError(f"ethosu_drift must be one of {', '.join(DRIFT_POLICIES)}, not {policy!r}")
-        self.drift_policy = policy
-        directory = _option(config, "--ethosu-baseline-dir", "ethosu_baseline_dir") or "baselines"
-        self.baseline_root = (self.rootdir / directory).resolve()
-        timeout = _option(config, "--ethosu-timeout", "ethosu_timeout")
-        self.timeout = float(timeout) if timeout else 300.0
-        self.settings = {name: _option(config, flag, ini) for name, (flag, ini, _) in SETTINGS.items()}
-        rtol = _option(config, "--ethosu-rtol", "ethosu_rtol")
-        atol = config.getini("ethosu_atol")
-        try:
-            self.tolerance_settings = {"rtol": float(rtol) if rtol else None,
-                                       "atol": float(atol) if atol else None}
-        except ValueError:
-            raise pytest.UsageError(f"--ethosu-rtol / ethosu_rtol / ethosu_atol must be numbers, "
-                                    f"not {rtol!r} / {atol!r}") from None
-        self.cache_dir = self._cache_dir(config)
+        self.is_worker = hasattr(config, "workerinput")
+        self.detailed = self.settings.json_path is not None  # records carry every layer
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
-        self.records: list[dict[str, Any]] = []
+        self.records: list[report.Record] = []
         self.counts: Counter[str] = Counter()
         self.produced: set[str] = set()  # baseline files that this session's checks used
         self.passed_tests: set[str] = set()  # tests whose every check ran to the end
+        self.collected: set[str] = set()
+        self.full_run = True  # every test was collected and selected (see pytest_collection_finish)
         self.deleted: list[Path] = []
         self.output_errors: list[str] = []
+        settings = self.settings
+        if (config.getoption("cacheclear", False) and not self.is_worker and settings.cache_dir is not None
+                and not settings.cache_owned and settings.cache_dir.exists()
+                and not cache.clear(settings.cache_dir)):
+            self.output_errors.append(f"--cache-clear left {self.relative(settings.cache_dir)} alone: it is "
+                                      "not a pytest-ethosu cache (no CACHEDIR.TAG from this plugin)")
 
     @property
     def estimator(self) -> Estimator:
         """Started on first use: a session that never estimates starts no worker."""
         if self._estimator is None:
             self._scratch = tempfile.mkdtemp(prefix="pytest-ethosu-")
-            cache = EstimateCache(self.cache_dir) if self.cache_dir is not None else None
-            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.timeout, cache=cache,
-                                        advise=self.advise)
+            directory = self.settings.cache_dir
+            store = cache.EstimateCache(directory, owned=self.settings.cache_owned) if directory else None
+            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.settings.timeout, cache=store,
+                                        advise=self.settings.advise)
         return self._estimator
 
-    def _cache_dir(self, config: pytest.Config) -> Path | None:
-        """``--ethosu-cache-dir`` / ``ethosu_cache_dir``, else under pytest's cache directory."""
-        if config.getoption("ethosu_no_cache"):
-            return None
-        chosen = _option(config, "--ethosu-cache-dir", "ethosu_cache_dir")
-        if chosen:
-            path: Path = (self.rootdir / str(chosen)).resolve()
-            if config.getoption("cacheclear", False) and not hasattr(config, "workerinput"):
-                shutil.rmtree(path, ignore_errors=True)  # --cache-clear clears this one too
-            return path
-        cache = getattr(config, "cache", None)
-        return Path(cache.mkdir("ethosu")) if cache is not None else None
-
-    def estimator_counts(self) -> None:
-        """Fold this process's Vela runs and cache hits into the session counts."""
-        if self._estimator is not None:
-            self.counts["vela_runs"] += self._estimator.vela_runs
-            cache = self._estimator.cache
-            self.counts["cache_hits"] += cache.hits if cache is not None else 0
+    def relative(self, path: Path) -> str:
+        return shown_path(path, self.rootdir)
 
     def close(self) -> None:
         if self._estimator is not None:
@@ -140,10 +82,103 @@ class EthosuSession:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def relative(self, path: Path) -> str:
-        return shown_path(path, self.rootdir)
+    # -- hooks -----------------------------------------------------------------------------------
 
-    # -- after each test ----------------------------------------------------------------------
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        target = self.settings.target
+        shown = ", ".join(f"{k}={v}" for k, v in target.items() if v) or "Vela's defaults"
+        mode = " (updating baselines)" if self.settings.update else ""
+        args = target.get("vela_args") or ""
+        core = expected_core(target.get("accelerator") or "ethos-u55-256", str(args).split())
+        return (f"ethosu: Vela {vela_version()} ({core} core), target {shown}, baselines in "
+                f"{self.relative(self.settings.baseline_root)}{mode}")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.full_run = False
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        if items:
+            self.full_run = False
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.update(item.nodeid for item in session.items)
+        option = self.config.option
+        if (getattr(option, "keyword", "") or getattr(option, "markexpr", "")
+                or self.config.args_source == pytest.Config.ArgsSource.ARGS):
+            self.full_run = False  # a selection: only the selected tests' baselines are looked at
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        outcome = yield
+        own = call.excinfo is not None and isinstance(call.excinfo.value, EthosuError)
+        if own:
+            assert call.excinfo is not None
+            error = call.excinfo.value
+            outcome.longrepr = f"{type(error).__name__}: {error}"
+        if call.when != "call":
+            return outcome
+        errors = self.finish_item(item, outcome.passed)
+        if errors:
+            outcome.outcome = "failed"
+            outcome.longrepr = "\n".join(errors)
+        outcome.user_properties = list(item.user_properties)
+        state = item.stash.get(item_state_key, None)
+        if outcome.failed and not own and state is not None and state.logs:
+            outcome.sections.append(("Captured Vela output", "\n".join(state.logs)))
+        return outcome
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._estimator is not None:
+            self.counts["vela_runs"] += self._estimator.vela_runs
+            self.counts["advisor_runs"] += self._estimator.advisor_runs
+            store = self._estimator.cache
+            self.counts["cache_hits"] += store.hits if store is not None else 0
+        if self.is_worker:
+            self.config.workeroutput["ethosu"] = json.dumps(self.worker_output())  # type: ignore[attr-defined]
+            return
+        if self.settings.update:
+            self.deleted = self.delete_unused()
+        records = self.sorted_records()
+        if not records:
+            return
+        if self.settings.json_path is not None:
+            document = report.json_report(records, vela_version())
+            self._write(self.settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        if self.settings.markdown_path is not None:
+            rows = self.summary_rows(records, width=10_000, verbose=1)
+            self._write(self.settings.markdown_path, report.markdown(rows, records), append=True)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get("ethosu")
+        if data:
+            self.merge(json.loads(data))
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if self.is_worker or (self.settings.summary == "none" and not self.output_errors):
+            return
+        import os
+
+        records = self.sorted_records()
+        tr = terminalreporter
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            for line in report.github_annotations(records):
+                tr.write_line(line)
+        unused = [] if self.settings.update else [self.relative(p) for p in self.unused_baselines()]
+        width = tr._tw.fullwidth
+        summary = report.SessionSummary(
+            records=records, rows=self.summary_rows(records, width, config.get_verbosity()), counts=self.counts,
+            update=self.settings.update, deleted=[self.relative(p) for p in self.deleted], unused=unused,
+            errors=self.output_errors)
+        lines = report.summary_lines(summary, self.settings.summary, config.get_verbosity(), width)
+        if lines:
+            tr.write_sep("=", "ethosu performance summary")
+            for line in lines:
+                tr.write_line(line)
+
+    # -- after each test -------------------------------------------------------------------------
 
     def finish_item(self, item: pytest.Item, passed: bool) -> list[str]:
         """Write the test's pending baselines if it passed; return write errors."""
@@ -152,22 +187,20 @@ class EthosuSession:
             return []
         errors = []
         for pending in state.pending:
-            if passed and pending.write:
+            changed: bool | None = None
+            existed = pending.path is not None and pending.path.exists()
+            if passed and pending.verdict.write:
                 assert pending.path is not None and pending.document is not None
-                existed = pending.path.exists()
                 try:
                     changed = baseline.write(pending.path, pending.document)
                 except OSError as exc:
                     errors.append(f"could not write baseline {self.relative(pending.path)}: "
                                   f"{exc.strerror or exc}. Check that the baseline directory is "
                                   "writable and the disk has space; the old file is unchanged.")
-                    pending.record["status"] = "unwritten"
-                    continue
-                status = "unchanged" if not changed else ("updated" if existed else "created")
-                pending.record["status"] = status
-                self.counts[status] += 1
-            elif pending.write:
-                pending.record["status"] = "unwritten"
+            status = after_test(pending.verdict, passed, existed, changed)
+            pending.record["status"] = status.value
+            if status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED):
+                self.counts[status.value] += 1
             if pending.name:
                 item.user_properties.append((f"ethosu[{pending.name}]", json.dumps({
                     k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
@@ -178,143 +211,66 @@ class EthosuSession:
         state.pending.clear()
         return errors
 
-    # -- end of session ------------------------------------------------------------------------
+    # -- end of session --------------------------------------------------------------------------
 
     def worker_output(self) -> dict[str, Any]:
-        return {"records": self.records, "counts": dict(self.counts),
-                "produced": sorted(self.produced), "passed_tests": sorted(self.passed_tests)}
+        return {"records": self.records, "counts": dict(self.counts), "produced": sorted(self.produced),
+                "passed_tests": sorted(self.passed_tests), "collected": sorted(self.collected),
+                "full_run": self.full_run}
 
     def merge(self, data: dict[str, Any]) -> None:
         self.records.extend(data["records"])
         self.counts.update(data["counts"])
         self.produced.update(data["produced"])
         self.passed_tests.update(data["passed_tests"])
+        self.collected.update(data["collected"])
+        self.full_run = self.full_run and data["full_run"]
 
     def unused_baselines(self) -> list[Path]:
-        """Baselines of tests that passed in this run but were not used by any of their checks."""
-        unused: list[Path] = []
-        for nodeid in sorted(self.passed_tests):
-            directory = baseline.test_directory(self.baseline_root, nodeid)
-            if directory.is_dir():
-                unused.extend(p for p in sorted(directory.glob("*" + baseline.SUFFIX))
-                              if str(p) not in self.produced)
-        return unused
+        """Baselines no check of this run produced: in the directories of tests that passed,
+        and, in a full run (every test collected and selected), those of tests that no longer
+        exist."""
+        root = self.settings.baseline_root
+        unused: set[Path] = set()
+        for nodeid in self.passed_tests:
+            directory = baseline.test_directory(root, nodeid)
+            if directory.is_dir() and not directory.is_symlink():
+                unused.update(p for p in directory.glob("*" + baseline.SUFFIX)
+                              if str(p) not in self.produced and baseline.is_baseline(p))
+        if self.full_run and self.collected and root.is_dir():
+            existing = {baseline.test_directory(root, nodeid) for nodeid in self.collected}
+            unused.update(p for p in baseline.find_baselines(root) if p.parent not in existing)
+        return sorted(unused)
 
     def delete_unused(self) -> list[Path]:
         removed = []
         for path in self.unused_baselines():
-            baseline.remove(path, self.baseline_root)
+            try:
+                baseline.remove(path, self.settings.baseline_root)
+            except (OSError, BaselineError) as exc:
+                self.output_errors.append(f"could not delete {self.relative(path)}: {exc}")
+                continue
             removed.append(path)
-        self.counts["deleted"] += len(removed)
         return removed
 
-    def sorted_records(self) -> list[dict[str, Any]]:
+    def sorted_records(self) -> list[report.Record]:
         return sorted(self.records, key=lambda r: (r["test"], r["name"]))
 
+    def summary_rows(self, records: list[report.Record], width: int, verbose: int) -> list[dict[str, Any]]:
+        """The summary's rows, after conftest hooks have changed them."""
+        rows = []
+        for record in records:
+            row = report.summary_row(record, width, verbose)
+            self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record, row=row)
+            rows.append(row)
+        return rows
 
-class EthosuPerf:
-    """What the ``ethosu_perf`` fixture gives a test.
-
-    ``estimate(model, **target)`` returns Vela's estimate.  Calling the object,
-    ``ethosu_perf(model, name=..., **target, rtol=..., atol=..., tolerances=...)``, estimates and
-    checks the result against the test's baseline, and returns the estimate.
-    """
-
-    def __init__(self, item: pytest.Item, session: EthosuSession, accelerator: str | None) -> None:
-        self._item = item
-        self._session = session
-        self._param_accelerator = accelerator
-        marker: dict[str, Any] = {}
-        for mark in item.iter_markers("ethosu"):  # closest first
-            for key, value in mark.kwargs.items():
-                marker.setdefault(key, value)
-        unknown = set(marker) - set(TARGET_KEYS) - set(TOLERANCE_KEYS) - {"accelerators"}
-        if unknown:
-            raise pytest.UsageError(f"{item.nodeid}: unknown ethosu marker argument(s): "
-                                    + ", ".join(sorted(unknown)))
-        self._marker = marker
-        self._state = item.stash.setdefault(item_state_key, ItemState())
-        self._names: set[str] = set()
-
-    def target(self, **call: Any) -> Target:
-        unknown = set(call) - set(TARGET_KEYS)
-        if unknown:
-            raise TypeError(f"unknown target setting(s): {', '.join(sorted(unknown))}; "
-                            f"valid: {', '.join(TARGET_KEYS)}")
-        param = {"accelerator": self._param_accelerator}
-        return resolve([call, param, self._marker, self._session.settings], self._session.rootdir)
-
-    def estimate(self, model: ModelArg, **target: Any) -> EstimateResult:
-        """Estimate ``model`` with Vela on the resolved target; no baseline is involved."""
-        __tracebackhide__ = True
-        result = self._estimate(model, target)
-        self._pend("", None, None, result, "unchecked", None, None, False)
-        return result
-
-    def _estimate(self, model: ModelArg, target: dict[str, Any]) -> EstimateResult:
-        __tracebackhide__ = True
-        result = self._session.estimator.estimate(model, self.target(**target), self._state.logs)
-        if self._session.advise:
-            findings = list(result.findings)
-            self._session.config.hook.pytest_ethosu_advice(config=self._session.config, result=result,
-                                                           findings=findings)
-            result = dataclasses.replace(result, findings=tuple(findings))
-        return result
-
-    def __call__(self, model: ModelArg, *, name: str = "default", rtol: float | None = None,
-                 atol: float | None = None, tolerances: dict[str, dict[str, float]] | None = None,
-                 **target: Any) -> EstimateResult:
-        __tracebackhide__ = True
-        if name in self._names:
-            raise CheckFailed(f"{self._item.nodeid}: two checks named {name!r}; give each "
-                              "ethosu_perf(...) call in a test its own name=")
-        self._names.add(name)
-        result = self._estimate(model, target)
-        session = self._session
+    def _write(self, path: Path, text: str, append: bool = False) -> None:
+        """Write a session-level output file; a failure is reported in the summary, never raised."""
         try:
-            tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances},
-                                    self._marker, session.tolerance_settings])
-        except ValueError as exc:
-            raise CheckFailed(str(exc)) from None
-        nodeid = self._item.nodeid
-        path = baseline.baseline_path(session.baseline_root, nodeid, name)
-        shown = session.relative(path)
-        session.produced.add(str(path))
-        document = baseline.to_document(result, nodeid, name)
-        label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
-        comparison: Comparison | None = None
-        write = session.update
-        status = "pending" if write else "unchecked"
-        if path.exists():
-            stored = baseline.load(path)  # a broken baseline fails here and is never rewritten
-            comparison = compare(stored, document, tol)
-            if not write:
-                status = comparison.status()
-                if comparison.drift and session.drift_policy == "fail":
-                    raise CheckFailed(f"ethosu: {label}: the estimator changed since the baseline "
-                                      f"{shown} was made:\n" + "\n".join(comparison.drift)
-                                      + f"\nre-baseline with: {report.accept_command(nodeid)}")
-                if comparison.drift and session.drift_policy == "update":
-                    write, status = True, "pending"
-                elif comparison.failed(session.strict):
-                    self._pend(name, path, document, result, status, comparison, shown, False)
-                    raise CheckFailed(report.failure_message(
-                        label, nodeid, comparison, shown, session.config.get_verbosity(),
-                        session.strict))
-                elif comparison.drift:
-                    status = "drift"
-        elif not write:
-            self._pend(name, path, document, result, "missing", None, shown, False)
-            raise CheckFailed(report.missing_message(label, nodeid, shown))
-        self._pend(name, path, document, result, status, comparison, shown, write)
-        return result
-
-    def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
-              status: str, comparison: Comparison | None, shown: str | None, write: bool) -> None:
-        """Keep the outcome on the item until the test ends, and tell the result hook."""
-        item = self._item
-        location = (item.location[0], (item.location[1] or 0) + 1)
-        record = report.make_record(item.nodeid, location, name, result, status, comparison, shown,
-                                    self._session.detailed)
-        self._state.pending.append(Pending(name, path, document, record, write))
-        self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)
+            if append:
+                append_text(path, text)
+            else:
+                write_atomic(path, text)
+        except OSError as exc:
+            self.output_errors.append(f"could not write {path}: {exc.strerror or exc}")

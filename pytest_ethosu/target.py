@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError
-from .vela_adapter import bundled_config_dir
-
-DEFAULT_ACCELERATOR = "ethos-u55-256"  # Vela's own default for --accelerator-config
-DEFAULT_CONFIG = "Arm/vela.ini"
+from .errors import ArgumentError, TargetError
+from .vela import (
+    DEFAULT_ACCELERATOR,
+    DEFAULT_CONFIG,
+    Job,
+    bundled_config_dir,
+    bundled_config_names,
+    check_vela_args,
+)
 
 #: name -> (command-line flag, ini key, help)
 SETTINGS: dict[str, tuple[str, str, str]] = {
@@ -53,6 +57,11 @@ class Target:
     config_names: tuple[str, ...]  # the same files as recorded in results and baselines
     vela_args: tuple[str, ...]
 
+    def job(self, model: Path) -> Job:
+        """What the worker is asked to compile."""
+        return Job(str(model), self.accelerator, self.system_config, self.memory_mode,
+                   self.config_files, self.vela_args)
+
     def describe(self) -> str:
         parts = [self.accelerator, self.system_config or "default system config",
                  self.memory_mode or "default memory mode"]
@@ -70,11 +79,9 @@ def resolve_config_file(value: str, rootdir: Path) -> tuple[str, str]:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else rootdir / path
     if not path.is_file():
-        available = sorted(str(p.relative_to(bundled_config_dir()))
-                           for p in bundled_config_dir().glob("*/*.ini"))
         raise TargetError(f"Vela config file {value!r} not found (looked at {path}). Give a path "
                           f"relative to the rootdir or one of Vela's bundled files: "
-                          + ", ".join(available))
+                          + ", ".join(bundled_config_names()))
     if path.suffix != ".ini":
         raise TargetError(f"Vela config file {path} must end in .ini (Vela refuses other names)")
     path = path.resolve()
@@ -89,10 +96,24 @@ def _vela_args(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        return tuple(shlex.split(value))
-    if isinstance(value, Sequence):
-        return tuple(str(v) for v in value)
-    raise TargetError(f"vela_args must be a list of strings, not {type(value).__name__}")
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ArgumentError(f"vela_args {value!r} cannot be split like a shell command line: "
+                                f"{exc}") from None
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and all(
+            isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ArgumentError(f"vela_args must be a list of strings (or one shell-quoted string), not "
+                        f"{value!r}")
+
+
+def _name(setting: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ArgumentError(f"{setting} must be a string, not {value!r}")
+    return value
 
 
 def resolve(sources: Sequence[Mapping[str, Any]], rootdir: Path) -> Target:
@@ -105,14 +126,16 @@ def resolve(sources: Sequence[Mapping[str, Any]], rootdir: Path) -> Target:
                 return value
         return None
 
-    accelerator = str(first("accelerator") or DEFAULT_ACCELERATOR).lower()
-    config = first("vela_config")
-    files = [resolve_config_file(str(config), rootdir)] if config else []
+    accelerator = (_name("accelerator", first("accelerator")) or DEFAULT_ACCELERATOR).lower()
+    config = _name("vela_config", first("vela_config"))
+    files = [resolve_config_file(config, rootdir)] if config else []
+    vela_args = _vela_args(first("vela_args"))
+    check_vela_args(vela_args)
     return Target(
         accelerator=accelerator,
-        system_config=first("system_config"),
-        memory_mode=first("memory_mode"),
+        system_config=_name("system_config", first("system_config")),
+        memory_mode=_name("memory_mode", first("memory_mode")),
         config_files=tuple(path for path, _ in files),
         config_names=tuple(name for _, name in files),
-        vela_args=_vela_args(first("vela_args")),
+        vela_args=vela_args,
     )

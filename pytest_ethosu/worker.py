@@ -3,13 +3,14 @@
 Vela's C++ core can segfault on a malformed model and writes to file descriptor 1 from native
 code, so pytest's process never imports it.  ``VelaWorker`` (the parent side) starts one child
 lazily on the first request, keeps it for the rest of the session (Vela is imported once) and
-replaces it after a crash or a timeout.  ``main`` (the child side) answers requests until its
-standard input closes.
+replaces it after a crash, a timeout or an interrupted exchange.  ``serve`` (the child side)
+answers requests until its standard input closes; ``main`` serves ``vela.engine.handle``.
 
-Messages are length-prefixed JSON: 8 bytes of big-endian length, then UTF-8 JSON.  The child
-keeps a private duplicate of its original stdout for replies and points fds 1 and 2 at a log
-file while Vela runs, so nothing Vela prints reaches the user's terminal; the log is returned
-with the reply and shown only when the estimate fails.
+Messages are length-prefixed JSON: 8 bytes of big-endian length, then UTF-8 JSON.  Every
+request carries an id that the child's acknowledgement and reply repeat, so a reply is never
+matched to another request; and an exchange that is interrupted (a timeout plugin, a signal
+handler, Ctrl-C) kills the child, so nothing stale is left in the pipe.  The child keeps a
+private duplicate of its original stdout for replies.
 """
 
 from __future__ import annotations
@@ -25,17 +26,21 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import VelaCrash, VelaTimeout, WorkerStartError
 
 _HEADER = struct.Struct(">Q")
-PROTOCOL = 1
+PROTOCOL = 2
+START_TIMEOUT = 120.0
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _write_message(stream: IO[bytes], message: dict[str, Any]) -> None:
-    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    data = json.dumps(message, separators=(",", ":")).encode("utf-8", "surrogatepass")
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
@@ -63,8 +68,12 @@ def _read_message(fd: int, deadline: float | None) -> dict[str, Any] | None:
     body = _read_exactly(fd, _HEADER.unpack(head)[0], deadline)
     if body is None:
         return None
-    message: dict[str, Any] = json.loads(body)
+    message: dict[str, Any] = json.loads(body.decode("utf-8", "surrogatepass"))
     return message
+
+
+class ProtocolError(Exception):
+    """The child answered out of turn."""
 
 
 class VelaWorker:
@@ -80,7 +89,7 @@ class VelaWorker:
         self._command = command or [sys.executable, "-m", "pytest_ethosu.worker"]
         self._proc: subprocess.Popen[bytes] | None = None
         self._start_error: str | None = None
-        self.info: dict[str, Any] = {}
+        self._next_id = 0
         self.starts = 0
 
     @property
@@ -98,42 +107,61 @@ class VelaWorker:
                                     stderr=errors, env=env)
             assert proc.stdout is not None
             try:
-                hello = _read_message(proc.stdout.fileno(), time.monotonic() + 120)
-            except TimeoutError:
+                hello = _read_message(proc.stdout.fileno(), time.monotonic() + START_TIMEOUT)
+            except (TimeoutError, ValueError):
                 hello = None
-            if hello is None or not hello.get("ok"):
+            if hello is None or not hello.get("ok") or hello.get("protocol") != PROTOCOL:
                 proc.kill()
                 proc.wait()
                 errors.seek(0)
                 detail = (hello or {}).get("error") or errors.read().decode("utf-8", "replace")
+                if hello is not None and hello.get("ok"):
+                    detail = f"it speaks protocol {hello.get('protocol')!r}, not {PROTOCOL}"
                 self._start_error = ("the worker process that runs Vela could not start, so no "
                                      "estimate can be made in this session:\n"
                                      + (detail.strip() or f"exit status {proc.returncode}")
                                      + "\nCheck that ethos-u-vela is installed: pip install ethos-u-vela")
                 raise WorkerStartError(self._start_error)
-        self.info = hello
         self.starts += 1
         self._proc = proc
         return proc
 
-    def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    def request(self, job: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """One job, one reply.  If anything interrupts the exchange, the child is killed."""
         deadline = time.monotonic() + timeout if timeout else None
-        proc = self._send(message, deadline)
-        if proc is None:
-            # the worker was gone before it took the job (killed between jobs): the job is not
-            # to blame, so a fresh worker gets it once more
+        self._next_id += 1
+        request_id = self._next_id
+        message = {"id": request_id, "job": job}
+        try:
             proc = self._send(message, deadline)
-        if proc is None:
-            raise VelaCrash("the worker died twice before it could take the job")
-        return self._reply(proc, deadline, timeout)
+            if proc is None:
+                # the worker was gone before it took the job (killed between jobs): the job is
+                # not to blame, so a fresh worker gets it once more
+                proc = self._send(message, deadline)
+            if proc is None:
+                raise VelaCrash("the worker died twice before it could take the job")
+            return self._reply(proc, request_id, deadline, timeout)
+        except (VelaCrash, VelaTimeout, WorkerStartError):
+            raise
+        except BaseException:
+            self.close(kill=True)  # a half-finished exchange must not leave a reply in the pipe
+            raise
+
+    def _expect(self, proc: subprocess.Popen[bytes], request_id: int, deadline: float | None
+                ) -> dict[str, Any] | None:
+        assert proc.stdout is not None
+        message = _read_message(proc.stdout.fileno(), deadline)
+        if message is not None and message.get("id") != request_id:
+            raise ProtocolError(f"the worker answered request {message.get('id')!r} during {request_id}")
+        return message
 
     def _send(self, message: dict[str, Any], deadline: float | None) -> subprocess.Popen[bytes] | None:
         """Hand the job to a live worker; None when the worker died before acknowledging it."""
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         try:
             _write_message(proc.stdin, message)
-            ack = _read_message(proc.stdout.fileno(), deadline)
+            ack = self._expect(proc, message["id"], deadline)
         except BrokenPipeError:
             ack = None
         except TimeoutError:
@@ -144,11 +172,10 @@ class VelaWorker:
             return None
         return proc
 
-    def _reply(self, proc: subprocess.Popen[bytes], deadline: float | None,
+    def _reply(self, proc: subprocess.Popen[bytes], request_id: int, deadline: float | None,
                timeout: float | None) -> dict[str, Any]:
-        assert proc.stdout is not None
         try:
-            reply = _read_message(proc.stdout.fileno(), deadline)
+            reply = self._expect(proc, request_id, deadline)
         except TimeoutError:
             self.close(kill=True)
             raise VelaTimeout(f"Vela did not finish within {timeout:g} s; the worker was stopped. "
@@ -159,7 +186,8 @@ class VelaWorker:
             self._proc = None
             raise VelaCrash(f"Vela crashed ({describe_exit(status)}) while compiling this model; "
                             "the worker was restarted and the session goes on.", status)
-        return reply
+        result: dict[str, Any] = reply["reply"]
+        return result
 
     def close(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
@@ -212,74 +240,9 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-@contextlib.contextmanager
-def _captured_output(log: IO[bytes]) -> Any:
-    """Point fds 1 and 2 (and Python's streams) at ``log`` for the duration."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-
-
-def handle(message: dict[str, Any]) -> dict[str, Any]:
-    """Answer one request; runs in the child."""
-    from . import vela_adapter as adapter
-
-    job = message["job"]
-    if job == "crash":  # used by the tests of the isolation machinery
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if job == "sleep":
-        time.sleep(float(message["seconds"]))
-        return {"ok": True}
-    if job != "estimate":
-        return {"ok": False, "kind": "internal", "error": f"unknown job {job!r}"}
-    model = Path(message["model"])
-    try:
-        adapter.check_target(message["accelerator"], message["system_config"],
-                             message["memory_mode"], message["ini_files"])
-    except adapter.AdapterError as exc:
-        return {"ok": False, "kind": "target", "error": str(exc)}
-    try:
-        inspected = adapter.inspect_model(model)
-    except adapter.AdapterError as exc:
-        return {"ok": False, "kind": "model", "error": str(exc)}
-    except UnicodeDecodeError:
-        return {"ok": False, "kind": "model", "error": "corrupt: a name in the model is not UTF-8 text"}
-    except struct.error:  # the flatbuffers reader followed an offset out of the file
-        return {"ok": False, "kind": "model", "error": "truncated or corrupt: it refers to data "
-                f"past the end of the file ({model.stat().st_size} bytes)"}
-    except Exception as exc:  # the flatbuffers reader raises assorted errors on bad input
-        return {"ok": False, "kind": "model", "error": f"not a readable TFLite flatbuffer ({exc})"}
-    with tempfile.TemporaryDirectory(prefix="ethosu-") as out, tempfile.TemporaryFile() as log:
-        error = None
-        with _captured_output(log):
-            try:
-                vela = adapter.run_vela(model, Path(out), message["accelerator"],
-                                        message["system_config"], message["memory_mode"],
-                                        message["ini_files"], message["vela_args"])
-            except adapter.AdapterError as exc:
-                error = str(exc)
-            except Exception as exc:
-                error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        log.seek(0)
-        text = log.read().decode("utf-8", "replace")
-    if error is not None:
-        return {"ok": False, "kind": "vela", "error": error, "log": text}
-    vela["cpu_reasons"] = adapter.cpu_reasons(text)
-    return {"ok": True, "inspected": inspected, "vela": vela, "log": text}
-
-
-def main() -> int:
+def serve(handler: Handler, start: Callable[[], dict[str, Any]]) -> int:
+    """The child's loop: say hello (after ``start``), then acknowledge and answer each request
+    with ``handler`` until standard input closes."""
     replies = os.fdopen(os.dup(1), "wb")
     requests = sys.stdin.buffer.fileno()
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -288,12 +251,7 @@ def main() -> int:
     _die_with_parent()
     _no_core_dumps()
     try:
-        from ethosu.vela import vela  # noqa: F401  (import once, up front, so failures show now)
-
-        from . import vela_adapter
-
-        hello = {"ok": True, "protocol": PROTOCOL, "vela_version": vela_adapter.vela_version(),
-                 "pid": os.getpid()}
+        hello = {"ok": True, "protocol": PROTOCOL, "pid": os.getpid(), **start()}
     except BaseException as exc:
         hello = {"ok": False, "error": "".join(traceback.format_exception_only(type(exc), exc))}
     _write_message(replies, hello)
@@ -304,13 +262,25 @@ def main() -> int:
         message = _read_message(requests, None)
         if message is None:
             return 0
-        _write_message(replies, {"ack": True})
+        _write_message(replies, {"id": message["id"], "ack": True})
         try:
-            reply = handle(message)
+            reply = handler(message["job"])
         except Exception as exc:
             reply = {"ok": False, "kind": "internal",
                      "error": "".join(traceback.format_exception_only(type(exc), exc))}
-        _write_message(replies, reply)
+        _write_message(replies, {"id": message["id"], "reply": reply})
+
+
+def main() -> int:
+    handlers: list[Handler] = []
+
+    def start() -> dict[str, Any]:
+        from .vela import engine  # imports Vela: a broken installation fails the hello
+
+        handlers.append(engine.handle)
+        return engine.start()
+
+    return serve(lambda job: handlers[0](job), start)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pytest_ethosu.vela import CpuReason
+from pytest_ethosu.vela.engine import cpu_reasons
 
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.modelgen import ModelBuilder
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import resolve
-from pytest_ethosu.vela_adapter import cpu_reasons
 
 U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram",
        "vela_config": "Arm/vela.ini"}
@@ -93,12 +94,11 @@ def test_cpu_reasons_from_both_cores_console_formats() -> None:
               " - IFM and OFM data types must match\n   Op has ifm_dtype=int8 and ofm_dtype=int16\n"
               "Info: SVDF '' is a CPU only op\n")
     assert cpu_reasons(regor) == [
-        {"op": "SVDF", "ofm": "<unnamed>_act", "reason": "Unsupported opType"},
-        {"op": "QUANTIZE", "ofm": "q", "reason": "Unsupported dataType Int32 32-bit feature-maps are not supported."}]
+        CpuReason("SVDF", "<unnamed>_act", "Unsupported opType"),
+        CpuReason("QUANTIZE", "q", "Unsupported dataType Int32 32-bit feature-maps are not supported.")]
     assert cpu_reasons(legacy) == [
-        {"op": "SOFTMAX", "ofm": "", "reason": "IFM and OFM data types must match Op has ifm_dtype=int8 and "
-                                               "ofm_dtype=int16"},
-        {"op": "SVDF", "ofm": "", "reason": "a CPU-only operator"}]
+        CpuReason("SOFTMAX", "", "IFM and OFM data types must match Op has ifm_dtype=int8 and ofm_dtype=int16"),
+        CpuReason("SVDF", "", "a CPU-only operator")]
 
 
 def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ethosu import EthosuWarning, ModelError, TargetError, VelaError
+from pytest_ethosu import ModelError, TargetError, VelaError
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import Target, resolve
@@ -124,14 +124,30 @@ def test_directory_and_truncated(estimator: Estimator, model_dir: Path, tmp_path
 
 
 def test_float_and_precompiled_models_warn(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
-    with pytest.warns(EthosuWarning, match="float model"):
-        result = estimator.estimate(model_dir / "float.tflite", target(estimator.rootdir))
+    result = estimator.estimate(model_dir / "float.tflite", target(estimator.rootdir))
+    assert len(result.warnings) == 1 and "float model" in result.warnings[0]
     assert result.npu_ops == 0 and result.cpu_ops == 6 and result.total_cycles == 0
     subprocess.run([sys.executable, "-m", "ethosu.vela", str(model_dir / "base.tflite"),
                     "--output-dir", str(tmp_path)], check=True, capture_output=True)
-    with pytest.warns(EthosuWarning, match="already compiled by Vela"):
-        result = estimator.estimate(tmp_path / "base_vela.tflite", target(estimator.rootdir))
+    result = estimator.estimate(tmp_path / "base_vela.tflite", target(estimator.rootdir))
+    assert len(result.warnings) == 1 and "already compiled by Vela" in result.warnings[0]
     assert result.cpu_operators == ("ethos-u",)
+
+
+def test_warning_points_at_the_test(project: pytest.Pytester) -> None:
+    """The EthosuWarning names the line of the user's test, not a line of the plugin."""
+    project.makepyfile(test_float="""
+        def test_float(ethosu_perf):
+            x = 1
+            ethosu_perf.estimate("models/float.tflite")
+
+        def test_float_check(ethosu_perf):
+            ethosu_perf("models/float.tflite")
+    """)
+    result = project.runpytest("-p", "no:xdist", "--ethosu-update", "-W", "always")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_float.py:3: EthosuWarning: *float model*",
+                                 "*test_float.py:6: EthosuWarning: *float model*"])
 
 
 @pytest.mark.parametrize("settings, expected", [

@@ -113,22 +113,6 @@ def test_structure_check_catches_header_corruption(model_dir: Path, tmp_path: Pa
         est.close()
 
 
-def test_good_models_pass_after_many_crashes(project: pytest.Pytester) -> None:
-    project.makepyfile(test_crashes="""
-        import pytest
-        from pytest_ethosu.plugin import session_key
-
-        @pytest.mark.parametrize("i", range(50))
-        def test_crash(ethosu_perf, request, i):
-            request.config.stash[session_key].estimator.worker.request({"job": "crash"}, timeout=30)
-
-        def test_good(ethosu_perf):
-            assert ethosu_perf.estimate("models/base.tflite").total_cycles > 0
-    """)
-    result = project.runpytest("-p", "no:xdist")
-    result.assert_outcomes(failed=50, passed=1)
-
-
 def test_keyboard_interrupt_leaves_no_process(project: pytest.Pytester, tag: str) -> None:
     project.makepyfile(test_int="""
         def test_interrupted(ethosu_perf):

@@ -1,13 +1,17 @@
-"""The worker machinery: crashes, hangs and start failures stay inside one estimate.
+"""The worker machinery: crashes, hangs, interrupts and start failures stay inside one estimate.
 
-These use the worker's test jobs ("crash", "sleep") and fake commands, since a real Vela crash
-depends on the Vela release; the session-level test crashes the real worker from outside.
+A real Vela crash depends on the Vela release, so these use ``tests/fake_worker.py``: the
+real protocol and the real Vela engine, with models that crash or hang on purpose (by file
+name).  The session-level tests kill the real worker from outside.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,8 @@ import pytest
 from pytest_ethosu import VelaCrash, VelaTimeout, WorkerStartError
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.target import resolve
-from pytest_ethosu.worker import VelaWorker
+from pytest_ethosu.worker import PROTOCOL, VelaWorker
+from tests.fake_worker import FAKE_WORKER
 
 
 def alive(pid: int) -> bool:
@@ -27,79 +32,152 @@ def alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-def test_crash_raises_and_next_request_gets_a_new_worker() -> None:
-    worker = VelaWorker()
-    try:
-        worker.request({"job": "sleep", "seconds": 0}, timeout=60)
-        first = worker.pid
-        with pytest.raises(VelaCrash, match="killed by SIGSEGV"):
-            worker.request({"job": "crash"}, timeout=60)
-        assert worker.request({"job": "sleep", "seconds": 0}, timeout=60) == {"ok": True}
-        assert worker.pid != first and worker.starts == 2
-    finally:
-        worker.close()
+def fake_model(directory: Path, name: str, seed: int = 0) -> Path:
+    """A file the parent accepts as a TFLite model (the fake worker acts on its name)."""
+    path = directory / name
+    path.write_bytes(b"\0\0\0\0TFL3" + seed.to_bytes(4, "little"))
+    return path
 
 
-def test_timeout_kills_the_worker() -> None:
-    worker = VelaWorker()
-    try:
-        worker.request({"job": "sleep", "seconds": 0}, timeout=60)
-        pid = worker.pid
-        assert pid is not None
-        with pytest.raises(VelaTimeout, match="did not finish within 0.5 s"):
-            worker.request({"job": "sleep", "seconds": 30}, timeout=0.5)
-        assert not alive(pid)
-    finally:
-        worker.close()
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[Estimator]:
+    est = Estimator(tmp_path, tmp_path, timeout=60, worker=VelaWorker([sys.executable, FAKE_WORKER]))
+    yield est
+    est.close()
 
 
-def test_start_failure_is_reported_once_and_not_retried() -> None:
-    worker = VelaWorker([sys.executable, "-c", "import sys; print('no vela here', file=sys.stderr); sys.exit(3)"])
-    with pytest.raises(WorkerStartError, match="no vela here"):
-        worker.request({"job": "sleep", "seconds": 0}, timeout=10)
-    with pytest.raises(WorkerStartError, match="could not start"):
-        worker.request({"job": "sleep", "seconds": 0}, timeout=10)
-    assert worker.starts == 0
+def test_crash_raises_and_next_request_gets_a_new_worker(fake: Estimator, tmp_path: Path, model_dir: Path) -> None:
+    target = resolve([{}], tmp_path)
+    assert fake.estimate(model_dir / "base.tflite", target).total_cycles > 0
+    first = fake.worker.pid
+    with pytest.raises(VelaCrash, match="killed by SIGSEGV"):
+        fake.estimate(fake_model(tmp_path, "crash.tflite"), target)
+    assert fake.worker.pid is None  # the dead worker is gone
+    assert fake.estimate(model_dir / "wider.tflite", target).total_cycles > 0
+    assert fake.worker.pid != first and fake.worker.starts == 2
 
 
-def test_close_leaves_no_process() -> None:
-    worker = VelaWorker()
-    worker.request({"job": "sleep", "seconds": 0}, timeout=60)
-    pid = worker.pid
-    assert pid is not None and alive(pid)
-    worker.close()
-    assert not alive(pid)
-
-
-def test_crashed_model_is_not_fed_to_vela_again(tmp_path: Path, model_dir: Path) -> None:
-    class CrashOnce(VelaWorker):
-        def request(self, message: dict[str, object], timeout: float | None) -> dict[str, object]:
-            if message["job"] == "estimate" and "base" in str(message["model"]):
-                message = {"job": "crash"}
-            return super().request(message, timeout)
-
-    est = Estimator(tmp_path, tmp_path, timeout=60, worker=CrashOnce())
+def test_timeout_kills_the_worker(tmp_path: Path, model_dir: Path) -> None:
+    est = Estimator(tmp_path, tmp_path, timeout=0.5, worker=VelaWorker([sys.executable, FAKE_WORKER]))
     try:
         target = resolve([{}], tmp_path)
-        with pytest.raises(VelaCrash, match="base.tflite"):
-            est.estimate(model_dir / "base.tflite", target)
-        runs = est.vela_runs
-        with pytest.raises(VelaCrash, match="earlier in this session"):
-            est.estimate(model_dir / "base.tflite", target)
-        assert est.vela_runs == runs
-        assert est.estimate(model_dir / "wider.tflite", target).total_cycles > 0
+        est.timeout = 60
+        est.estimate(model_dir / "base.tflite", target)
+        pid = est.worker.pid
+        assert pid is not None
+        est.timeout = 0.5
+        with pytest.raises(VelaTimeout, match="did not finish within 0.5 s"):
+            est.estimate(fake_model(tmp_path, "sleep_30.tflite"), target)
+        assert not alive(pid)
     finally:
         est.close()
 
 
+def test_start_failure_is_reported_once_and_not_retried(tmp_path: Path, model_dir: Path) -> None:
+    worker = VelaWorker([sys.executable, "-c", "import sys; print('no vela here', file=sys.stderr); sys.exit(3)"])
+    est = Estimator(tmp_path, tmp_path, timeout=10, worker=worker)
+    target = resolve([{}], tmp_path)
+    with pytest.raises(WorkerStartError, match="no vela here"):
+        est.estimate(model_dir / "base.tflite", target)
+    with pytest.raises(WorkerStartError, match="could not start"):
+        est.estimate(model_dir / "wider.tflite", target)
+    assert worker.starts == 0
+
+
+def test_worker_of_another_protocol_is_refused(tmp_path: Path) -> None:
+    script = ("import json, struct, sys; m = json.dumps({'ok': True, 'protocol': %d}).encode(); "
+              "sys.stdout.buffer.write(struct.pack('>Q', len(m)) + m); sys.stdout.flush(); sys.stdin.read()"
+              % (PROTOCOL - 1))
+    worker = VelaWorker([sys.executable, "-c", script])
+    with pytest.raises(WorkerStartError, match=f"speaks protocol {PROTOCOL - 1}, not {PROTOCOL}"):
+        worker.request({}, timeout=10)
+
+
+def test_close_leaves_no_process(tmp_path: Path, model_dir: Path) -> None:
+    est = Estimator(tmp_path, tmp_path, timeout=60)
+    est.estimate(model_dir / "base.tflite", resolve([{}], tmp_path))
+    pid = est.worker.pid
+    assert pid is not None and alive(pid)
+    est.close()
+    assert not alive(pid)
+
+
+def test_crashed_model_is_not_fed_to_vela_again(fake: Estimator, tmp_path: Path, model_dir: Path) -> None:
+    target = resolve([{}], tmp_path)
+    crash = fake_model(tmp_path, "crash.tflite")
+    with pytest.raises(VelaCrash, match="crash.tflite"):
+        fake.estimate(crash, target)
+    runs, starts = fake.vela_runs, fake.worker.starts
+    with pytest.raises(VelaCrash, match="earlier in this session"):
+        fake.estimate(crash, target)
+    assert (fake.vela_runs, fake.worker.starts) == (runs, starts)  # no worker was asked
+    assert fake.estimate(model_dir / "wider.tflite", target).total_cycles > 0
+
+
+def test_interrupted_exchange_leaves_no_stale_reply(fake: Estimator, tmp_path: Path, model_dir: Path) -> None:
+    """An exception while the parent waits (a timeout plugin, a signal handler) must not leave
+    the interrupted job's reply in the pipe for the next request to pick up."""
+    target = resolve([{}], tmp_path)
+    base = fake.estimate(model_dir / "base.tflite", target)
+    slow = fake_model(tmp_path, "sleep_1.tflite")
+    (tmp_path / "sleep_1.tflite").write_bytes((model_dir / "wider.tflite").read_bytes())
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Interrupt):
+            fake.estimate(slow, target)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    time.sleep(1.2)  # the interrupted job would have answered by now
+    again = fake.estimate(model_dir / "extra.tflite", target)
+    assert again.model_sha256 != base.model_sha256
+    assert [layer.name for layer in again.layers] != [layer.name for layer in base.layers]
+    assert len(again.layers) > len(base.layers)  # extra.tflite has one more layer: its own answer
+
+
+INNER_CONFTEST = f"""
+import sys
+import pytest
+from pytest_ethosu.plugin import session_key
+from pytest_ethosu.worker import VelaWorker
+
+@pytest.fixture(autouse=True, scope="session")
+def fake_worker(pytestconfig):
+    estimator = pytestconfig.stash[session_key].estimator
+    estimator.worker = VelaWorker([sys.executable, {FAKE_WORKER!r}])
+"""
+
+
 def test_worker_killed_from_outside(project: pytest.Pytester) -> None:
     """Killed between jobs: the next estimate just works.  Killed mid-job: that one call fails,
-    the crash is not blamed on the model, and the rest of the session goes on."""
+    the crash is not blamed on the model, and the rest of the session goes on.  Each test
+    starts its own worker state, whatever ran before."""
+    project.makeconftest(INNER_CONFTEST)
+    (project.path / "models" / "sleep_30.tflite").write_bytes((project.path / "models" / "extra.tflite").read_bytes())
     project.makepyfile(test_kill="""
-        import os, signal, threading
-        import pytest
-        from pytest_ethosu import VelaCrash
+        import os, signal, threading, time
         from pytest_ethosu.plugin import session_key
+
+        def test_mid_job(ethosu_perf, request):
+            worker = request.config.stash[session_key].estimator.worker
+            worker.close()
+
+            def kill_when_busy():
+                while worker.pid is None:
+                    time.sleep(0.05)
+                time.sleep(1.0)  # the job is in: the worker sleeps for 30 s
+                os.kill(worker.pid, signal.SIGKILL)
+
+            threading.Thread(target=kill_when_busy).start()
+            ethosu_perf.estimate("models/sleep_30.tflite")
 
         def test_between_jobs(ethosu_perf, request):
             ethosu_perf.estimate("models/base.tflite")
@@ -107,14 +185,32 @@ def test_worker_killed_from_outside(project: pytest.Pytester) -> None:
             os.kill(worker.pid, signal.SIGKILL)
             assert ethosu_perf.estimate("models/wider.tflite").total_cycles > 0
 
-        def test_mid_job(ethosu_perf, request):
-            worker = request.config.stash[session_key].estimator.worker
-            threading.Timer(0.5, os.kill, (worker.pid, signal.SIGKILL)).start()
-            worker.request({"job": "sleep", "seconds": 30}, timeout=60)
-
         def test_after(ethosu_perf):
-            assert ethosu_perf.estimate("models/wider.tflite").total_cycles > 0
+            assert ethosu_perf.estimate("models/cpu.tflite").total_cycles > 0
     """)
     result = project.runpytest("-p", "no:xdist")
     result.assert_outcomes(failed=1, passed=2)
-    result.stdout.fnmatch_lines(["VelaCrash: Vela crashed (killed by SIGKILL)*"])
+    result.stdout.fnmatch_lines(["VelaCrash: models/sleep_30.tflite on *: Vela crashed (killed by SIGKILL)*"])
+
+
+def test_session_goes_on_after_crashes(project: pytest.Pytester) -> None:
+    """Every crash is a fresh model (no memo can answer), each one fails its own test, and the
+    good model after them is estimated by a new worker."""
+    project.makeconftest(INNER_CONFTEST)
+    for i in range(8):
+        (project.path / "models" / f"crash_{i}.tflite").write_bytes(b"\0\0\0\0TFL3" + bytes([i]))
+    project.makepyfile(test_crashes="""
+        import pytest
+        from pytest_ethosu.plugin import session_key
+
+        @pytest.mark.parametrize("i", range(8))
+        def test_crash(ethosu_perf, i):
+            ethosu_perf.estimate(f"models/crash_{i}.tflite")
+
+        def test_good(ethosu_perf, request):
+            assert ethosu_perf.estimate("models/base.tflite").total_cycles > 0
+            assert request.config.stash[session_key].estimator.worker.starts == 9
+    """)
+    result = project.runpytest("-p", "no:xdist", "-rf")
+    result.assert_outcomes(failed=8, passed=1)
+    assert sum("VelaCrash: models/crash_" in line and "killed by SIGSEGV" in line for line in result.outlines) == 8

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pytest_ethosu import baseline
 from pytest_ethosu.compare import match_layers
+from pytest_ethosu.result import TOTAL_METRICS
 
 ids = st.text(min_size=1, max_size=300)
 
@@ -72,7 +73,8 @@ document = st.fixed_dictionaries({
                                                                                   max_size=64)}),
     "estimator": st.fixed_dictionaries({"vela_version": st.text(max_size=8), "core": st.sampled_from(["regor", "legacy"]),
                                         "target": st.dictionaries(st.text(max_size=10), st.text(max_size=10))}),
-    "totals": st.fixed_dictionaries({"total_cycles": numbers, "cpu_ops": st.integers(0, 100)}),
+    "totals": st.fixed_dictionaries({name: st.integers(0, 100) if name.endswith("_ops") else numbers
+                                     for name in TOTAL_METRICS}),
     "layers": st.lists(layer, max_size=5)})
 
 

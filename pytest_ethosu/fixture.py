@@ -1,0 +1,157 @@
+"""What a test receives from the ``ethosu_perf`` fixture.
+
+One check, from the call to the record: ``EthosuPerf.__call__`` checks its arguments (before
+Vela runs), resolves the target (``target.py``), asks the session's ``Estimator``
+(``estimator.py``), builds the baseline document (``baseline.py``), lets the gate decide
+(``gate.py``, which compares with ``compare.py``), and keeps a ``Pending`` outcome with its
+record (``report.py``) on the item.  A failing verdict raises ``CheckFailed`` with the message
+from ``report.py``.  The session (``session.py``) writes pending baselines once the test has
+passed and prints the records at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import baseline, report
+from .compare import Tolerances
+from .errors import ArgumentError, CheckFailed, EthosuWarning
+from .estimator import ModelArg
+from .gate import Failure, Status, Verdict, decide
+from .result import EstimateResult
+from .target import SETTINGS, Target, resolve
+
+if TYPE_CHECKING:
+    from .session import EthosuSession
+
+TARGET_KEYS = tuple(SETTINGS)
+TOLERANCE_KEYS = ("rtol", "atol", "tolerances")
+MARKER_KEYS = (*TARGET_KEYS, *TOLERANCE_KEYS, "accelerators")
+
+
+@dataclass
+class Pending:
+    """A check's outcome, kept on the item until the test's result is known."""
+
+    name: str  # "" for a plain estimate()
+    path: Path | None  # the baseline file of a check
+    document: dict[str, Any] | None
+    record: report.Record
+    verdict: Verdict
+
+
+@dataclass
+class ItemState:
+    pending: list[Pending] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
+item_state_key = pytest.StashKey[ItemState]()
+
+
+def _unknown(kind: str, given: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ArgumentError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+
+
+class EthosuPerf:
+    """What the ``ethosu_perf`` fixture gives a test.
+
+    ``estimate(model, **target)`` returns Vela's estimate.  Calling the object,
+    ``ethosu_perf(model, name=..., **target, rtol=..., atol=..., tolerances=...)``, estimates and
+    checks the result against the test's baseline, and returns the estimate.
+    """
+
+    def __init__(self, item: pytest.Item, session: EthosuSession, accelerator: str | None) -> None:
+        self._item = item
+        self._session = session
+        self._param_accelerator = accelerator
+        marker: dict[str, Any] = {}
+        for mark in item.iter_markers("ethosu"):  # closest first
+            for key, value in mark.kwargs.items():
+                marker.setdefault(key, value)
+        self._marker = marker
+        self._state = item.stash.setdefault(item_state_key, ItemState())
+        self._names: set[str] = set()
+
+    def target(self, **call: Any) -> Target:
+        """The target an estimate with these keywords would use."""
+        _unknown("ethosu marker argument(s)", self._marker, MARKER_KEYS)
+        _unknown("target keyword(s)", call, TARGET_KEYS)
+        param = {"accelerator": self._param_accelerator}
+        return resolve([call, param, self._marker, self._session.settings.target], self._session.rootdir)
+
+    def estimate(self, model: ModelArg, **target: Any) -> EstimateResult:
+        """Estimate ``model`` with Vela on the resolved target; no baseline is involved."""
+        __tracebackhide__ = True
+        result = self._estimate(model, self.target(**target))
+        self._pend("", None, None, result, Verdict(Status.UNCHECKED, None, write=False), None)
+        return result
+
+    def _estimate(self, model: ModelArg, target: Target) -> EstimateResult:
+        __tracebackhide__ = True
+        session = self._session
+        result = session.estimator.estimate(model, target, self._state.logs)
+        for text in result.warnings:
+            warnings.warn(EthosuWarning(text), stacklevel=3)  # the line in the test
+        if session.settings.advise:
+            findings = list(result.findings)
+            session.config.hook.pytest_ethosu_advice(config=session.config, result=result, findings=findings)
+            result = dataclasses.replace(result, findings=tuple(findings))
+        return result
+
+    def __call__(self, model: ModelArg, *, name: str = "default", rtol: float | None = None,
+                 atol: float | None = None, tolerances: dict[str, dict[str, float]] | None = None,
+                 **target: Any) -> EstimateResult:
+        __tracebackhide__ = True
+        session, nodeid = self._session, self._item.nodeid
+        if not isinstance(name, str) or not name:
+            raise ArgumentError(f"name must be a non-empty string, not {name!r}")
+        if name in self._names:
+            raise ArgumentError(f"{nodeid}: two checks named {name!r}; give each ethosu_perf(...) call "
+                                "in a test its own name=")
+        try:
+            tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,
+                                    {"rtol": session.settings.rtol, "atol": session.settings.atol}])
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
+        resolved = self.target(**target)
+        self._names.add(name)
+        result = self._estimate(model, resolved)
+        path = baseline.baseline_path(session.settings.baseline_root, nodeid, name)
+        shown = session.relative(path)
+        session.produced.add(str(path))
+        document = baseline.to_document(result, nodeid, name)
+        stored = baseline.load(path) if path.exists() else None  # a broken one fails here, kept
+        verdict = decide(stored, document, tol, update=session.settings.update,
+                         strict=session.settings.strict, drift_policy=session.settings.drift_policy)
+        self._pend(name, path, document, result, verdict, shown)
+        if verdict.failure is None:
+            return result
+        label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
+        accept = report.accept_command(nodeid, session.settings.replay)
+        if verdict.failure is Failure.MISSING:
+            raise CheckFailed(report.missing_message(label, accept, shown))
+        assert verdict.comparison is not None
+        if verdict.failure is Failure.DRIFT:
+            raise CheckFailed(report.drift_message(label, accept, verdict.comparison, shown))
+        raise CheckFailed(report.failure_message(label, accept, verdict.comparison, shown,
+                                                 session.config.get_verbosity(), session.settings.strict))
+
+    def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
+              verdict: Verdict, shown: str | None) -> None:
+        """Keep the outcome on the item until the test ends, and tell the result hook."""
+        item = self._item
+        location = (item.location[0], (item.location[1] or 0) + 1)
+        record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
+                                    shown, self._session.detailed)
+        self._state.pending.append(Pending(name, path, document, record, verdict))
+        self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)

@@ -1,0 +1,299 @@
+"""The boundary between the plugin and Vela.
+
+Everything that knows Vela (its entry point, option names, CSV and console formats, bundled
+configuration files and architecture data) lives in this package, in two parts:
+
+- this module, safe to import in pytest's own process: the installed version, the bundled
+  ``.ini`` files, the options the plugin owns, and the typed messages that cross the process
+  boundary (``Job`` out, ``VelaRun`` back) in the plugin's own names;
+- ``engine.py``, which runs only in the worker process (``worker.py``): it calls Vela, reads
+  what Vela wrote, and answers a ``Job`` with a ``VelaRun``.  Vela's C++ core writes to file
+  descriptor 1 and can crash its process, so pytest's process never imports it.
+
+``tflite.py`` reads TFLite flatbuffers with Vela's generated schema classes (pure Python); the
+worker uses it to check models and ``modelgen.py`` to write them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import TargetError
+
+Number = int | float
+
+DEFAULT_ACCELERATOR = "ethos-u55-256"  # Vela's own default for --accelerator-config
+DEFAULT_CONFIG = "Arm/vela.ini"  # Vela's bundled configuration file
+LEGACY_FLAG = "--debug-force-legacy-core"
+
+#: A layer's figures, in the order of Vela's per-layer report, by the plugin's names.
+LAYER_NUMBERS = (
+    "staging_usage",
+    "cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "macs",
+    "mac_utilization",
+)
+LAYER_TEXT = ("op", "npu_op", "placement", "name")
+
+#: The network totals a run reports, by the plugin's names (memory use in bytes).
+TOTAL_NUMBERS = (
+    "total_cycles",
+    "npu_cycles",
+    "sram_access_cycles",
+    "dram_access_cycles",
+    "on_chip_flash_access_cycles",
+    "off_chip_flash_access_cycles",
+    "macs",
+    "sram_used",
+    "dram_used",
+    "inference_time",
+)
+
+#: Model file formats Vela compiles, by the flatbuffer file identifier at bytes 4-8.
+MODEL_FORMATS = {b"TFL3": "tflite"}
+
+
+@functools.cache
+def vela_version() -> str:
+    """The installed ethos-u-vela version, read without importing Vela (once per process)."""
+    try:
+        return importlib.metadata.version("ethos-u-vela")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def version_tuple(version: str | None = None) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", (version or vela_version()).split("+")[0])[:3]
+    return tuple(int(n) for n in numbers) or (0,)
+
+
+def bundled_config_dir() -> Path:
+    """Vela's ``config_files`` directory, found without importing Vela."""
+    spec = importlib.util.find_spec("ethosu")
+    if spec is None or not spec.submodule_search_locations:
+        raise TargetError("ethos-u-vela is not installed: pip install ethos-u-vela")
+    return Path(next(iter(spec.submodule_search_locations))) / "config_files"
+
+
+def default_config_file() -> Path:
+    """The ``.ini`` Vela reads when it is given none."""
+    return bundled_config_dir() / DEFAULT_CONFIG
+
+
+def bundled_config_names() -> list[str]:
+    directory = bundled_config_dir()
+    return sorted(p.relative_to(directory).as_posix() for p in directory.glob("*/*.ini"))
+
+
+def macs_per_cycle(accelerator: str) -> int:
+    """MACs the accelerator can do per cycle: the number in its name (``ethos-u65-256``)."""
+    tail = accelerator.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def expected_core(accelerator: str, vela_args: Sequence[str]) -> str:
+    """The core Vela will most likely use, for the session header.  Results carry the core Vela
+    actually ran, read from its output (``VelaRun.core``)."""
+    u85 = accelerator.startswith("ethos-u85")
+    if version_tuple() < (5,):
+        return "regor" if u85 else "legacy"
+    return "legacy" if LEGACY_FLAG in vela_args and not u85 else "regor"
+
+
+#: Vela options that would contradict a setting the plugin owns, and what to use instead.
+OWNED_OPTIONS = {
+    "--accelerator-config": "the accelerator= setting (or --ethosu-accelerator)",
+    "--system-config": "the system_config= setting (or --ethosu-system-config)",
+    "--memory-mode": "the memory_mode= setting (or --ethosu-memory-mode)",
+    "--config": "the vela_config= setting (or --ethosu-vela-config), so that the file is part of "
+                "the estimate cache's key",
+    "--output-dir": "nothing: the plugin gives Vela a private output directory and reads it",
+    "--supported-ops-report": "the vela command itself: the report is written outside the plugin's "
+                              "output directory",
+    "--output-format": "nothing: the plugin reads Vela's TFLite output",
+    "--enable-debug-db": "nothing: the plugin does not read the debug database",
+    "--help": "nothing", "--version": "nothing",
+}
+
+
+def check_vela_args(args: Sequence[str]) -> None:
+    """Refuse Vela options that conflict with the plugin's own settings or that this Vela
+    release does not have, naming what to use instead."""
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if not flag.startswith("--"):
+            continue
+        owned = next((o for o in OWNED_OPTIONS if o == flag or (len(flag) > 3 and o.startswith(flag))), None)
+        if owned is not None:
+            raise TargetError(f"the Vela option {owned} cannot be passed in vela_args: use "
+                              f"{OWNED_OPTIONS[owned]}")
+        if flag == LEGACY_FLAG and version_tuple() < (5,):
+            raise TargetError(f"Vela {vela_version()} has no {LEGACY_FLAG}: before 5.0 its Python "
+                              "(legacy) core is already the default for Ethos-U55 and U65. Drop the "
+                              "option.")
+
+
+def model_format(head: bytes) -> str | None:
+    """``tflite`` (or another format Vela compiles) from a file's first 8 bytes, else None."""
+    return MODEL_FORMATS.get(head[4:8]) if len(head) >= 8 else None
+
+
+def console_lines(log: str) -> list[str]:
+    """Vela's console lines worth showing a person: no blank lines, no argparse usage block."""
+    lines, in_usage = [], False
+    for line in log.splitlines():
+        if line.startswith("usage: "):
+            in_usage = True
+            continue
+        if in_usage and line.startswith(" "):
+            continue
+        in_usage = False
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# What crosses the process boundary.
+
+
+@dataclass(frozen=True)
+class Job:
+    """One compilation the parent asks of the worker."""
+
+    model: str  # path of the model file
+    accelerator: str
+    system_config: str | None
+    memory_mode: str | None
+    config_files: tuple[str, ...]  # absolute paths; empty: Vela's bundled default
+    vela_args: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "accelerator": self.accelerator, "system_config": self.system_config,
+                "memory_mode": self.memory_mode, "config_files": list(self.config_files),
+                "vela_args": list(self.vela_args)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        return cls(str(data["model"]), str(data["accelerator"]), data["system_config"], data["memory_mode"],
+                   tuple(data["config_files"]), tuple(data["vela_args"]))
+
+
+@dataclass(frozen=True)
+class CpuReason:
+    """Vela's stated reason for leaving one operator on the CPU."""
+
+    op: str
+    ofm: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the worker read from the input model before compiling it."""
+
+    operators: tuple[str, ...]  # every operator, in order, by TFLite's names (CONV_2D)
+    float_ops: int  # operators that compute in float
+    convolutions: Mapping[str, Mapping[str, Any]]  # CONV_2D shapes by output tensor name
+
+
+class InvalidRun(ValueError):
+    """A stored ``VelaRun`` (from the cache) that is not one this plugin wrote."""
+
+
+def _finite(value: Any, where: str) -> Number:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRun(f"{where} is {value!r}, not a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class VelaRun:
+    """Vela's answer for one ``Job``, in the plugin's names.
+
+    ``layers`` are Vela's per-layer rows, in order, keyed by ``LAYER_TEXT`` and
+    ``LAYER_NUMBERS``; ``totals`` are keyed by ``TOTAL_NUMBERS``.  ``core`` is the core that
+    ran, as read from Vela's output.  ``compiled_operators`` are the operators of the model
+    Vela wrote; every one but the NPU's custom operator runs on the CPU.
+    """
+
+    core: str
+    layers: tuple[Mapping[str, Any], ...]
+    totals: Mapping[str, Number]
+    system_config: str
+    memory_mode: str
+    core_clock: float
+    compiled_operators: tuple[str, ...]
+    npu_operator: str  # the compiled model's operator that stands for NPU work
+    cpu_reasons: tuple[CpuReason, ...]
+    depth_granularity: int | None  # output depth computed at a time; None when Vela has no data
+    facts: ModelFacts = field(default_factory=lambda: ModelFacts((), 0, {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "core": self.core, "layers": [dict(layer) for layer in self.layers], "totals": dict(self.totals),
+            "system_config": self.system_config, "memory_mode": self.memory_mode,
+            "core_clock": self.core_clock, "compiled_operators": list(self.compiled_operators),
+            "npu_operator": self.npu_operator,
+            "cpu_reasons": [vars(r) for r in self.cpu_reasons], "depth_granularity": self.depth_granularity,
+            "facts": {"operators": list(self.facts.operators), "float_ops": self.facts.float_ops,
+                      "convolutions": {k: dict(v) for k, v in self.facts.convolutions.items()}},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> VelaRun:
+        """Rebuild a run, checking every field: types, finite numbers, and that the layers'
+        cycles add up to the network's.  Raises ``InvalidRun``."""
+        try:
+            layers = []
+            for i, raw in enumerate(data["layers"]):
+                layer: dict[str, Any] = {}
+                for key in LAYER_TEXT:
+                    if not isinstance(raw[key], str):
+                        raise InvalidRun(f"layer {i} {key} is not text")
+                    layer[key] = raw[key]
+                for key in LAYER_NUMBERS:
+                    layer[key] = _finite(raw[key], f"layer {i} {key}")
+                if set(raw) != set(layer):
+                    raise InvalidRun(f"layer {i} has fields {sorted(raw)}")
+                layers.append(layer)
+            totals = {key: _finite(data["totals"][key], key) for key in TOTAL_NUMBERS}
+            if set(data["totals"]) != set(totals):
+                raise InvalidRun("unexpected totals")
+            if layers and not math.isclose(sum(float(la["cycles"]) for la in layers), float(totals["total_cycles"]),
+                                           rel_tol=1e-6, abs_tol=1.0):
+                raise InvalidRun("the layers' cycles do not add up to the total")
+            facts = data["facts"]
+            reasons = tuple(CpuReason(str(r["op"]), str(r["ofm"]), str(r["reason"])) for r in data["cpu_reasons"])
+            granularity = data["depth_granularity"]
+            if granularity is not None and (not isinstance(granularity, int) or granularity <= 0):
+                raise InvalidRun("bad depth granularity")
+            run = cls(
+                core=str(data["core"]), layers=tuple(layers), totals=totals,
+                system_config=str(data["system_config"]), memory_mode=str(data["memory_mode"]),
+                core_clock=float(_finite(data["core_clock"], "core_clock")),
+                compiled_operators=tuple(str(o) for o in data["compiled_operators"]),
+                npu_operator=str(data["npu_operator"]), cpu_reasons=reasons, depth_granularity=granularity,
+                facts=ModelFacts(tuple(str(o) for o in facts["operators"]), int(facts["float_ops"]),
+                                 {str(k): dict(v) for k, v in facts["convolutions"].items()}),
+            )
+        except InvalidRun:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidRun(f"malformed run ({type(exc).__name__}: {exc})") from None
+        if run.core not in ("regor", "legacy"):
+            raise InvalidRun(f"unknown core {run.core!r}")
+        return run

@@ -1,0 +1,408 @@
+"""Running Vela and reading what it wrote: the worker-only half of the Vela boundary.
+
+Nothing here is imported in pytest's own process (see ``worker.py``).  ``handle`` answers one
+``Job``: it checks the target and the model, runs Vela exactly as the ``vela`` command does
+(same argument parser, same defaults) with ``--verbose-performance`` and a private output
+directory, and reads the CSV files and the compiled model Vela wrote there.  The per-layer
+figures are therefore the numbers ``vela --verbose-performance`` writes, for either core.
+``ethosu.vela.vela.main`` is not a documented API: should a release move it, this is the file
+to change.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import csv
+import dataclasses
+import functools
+import math
+import os
+import re
+import struct
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from . import (
+    LAYER_TEXT,
+    CpuReason,
+    Job,
+    ModelFacts,
+    VelaRun,
+    default_config_file,
+    vela_version,
+)
+from .tflite import ModelCheckError, inspect_model, model_operators, parse_model
+
+#: The compiled-model custom operator that stands for work placed on the NPU.
+NPU_OPERATOR = "ethos-u"
+
+# Vela's per-layer CSV columns, by core, mapped to the plugin's layer field names.  The two
+# cores write different headers, and the legacy one repeats "Network%" for cycles and MACs, so
+# columns are taken by position, not by name.  The header tells which core ran.
+REGOR_COLUMNS = (
+    ("Original Operator", "op"),
+    ("NNG Operator", "npu_op"),
+    ("Target", "placement"),
+    ("Staging Usage", "staging_usage"),
+    ("Peak% (Staging)", None),
+    ("Op Cycles", "cycles"),
+    ("Network% (cycles)", None),
+    ("NPU", "npu_cycles"),
+    ("SRAM AC", "sram_access_cycles"),
+    ("DRAM AC", "dram_access_cycles"),
+    ("OnFlash AC", "on_chip_flash_access_cycles"),
+    ("OffFlash AC", "off_chip_flash_access_cycles"),
+    ("MAC Count", "macs"),
+    ("Network% (MAC)", None),
+    ("Util% (MAC)", "mac_utilization"),
+    ("Name", "name"),
+)
+LEGACY_COLUMNS = (
+    ("TFLite_operator", "op"),
+    ("NNG Operator", "npu_op"),
+    ("SRAM Usage", "staging_usage"),
+    ("Peak%", None),
+    ("Op Cycles", "cycles"),
+    ("Network%", None),
+    ("NPU", "npu_cycles"),
+    ("SRAM AC", "sram_access_cycles"),
+    ("DRAM AC", "dram_access_cycles"),
+    ("OnFlash AC", "on_chip_flash_access_cycles"),
+    ("OffFlash AC", "off_chip_flash_access_cycles"),
+    ("MAC Count", "macs"),
+    ("Network%", None),
+    ("Util%", "mac_utilization"),
+    ("Name", "name"),
+)
+HEADERS = {",".join(c for c, _ in cols): (core, cols) for core, cols in
+           (("regor", REGOR_COLUMNS), ("legacy", LEGACY_COLUMNS))}
+
+# Vela's summary CSV columns, mapped to the plugin's total names.
+SUMMARY_TOTALS = {
+    "cycles_total": "total_cycles",
+    "cycles_npu": "npu_cycles",
+    "cycles_sram_access": "sram_access_cycles",
+    "cycles_dram_access": "dram_access_cycles",
+    "cycles_on_chip_flash_access": "on_chip_flash_access_cycles",
+    "cycles_off_chip_flash_access": "off_chip_flash_access_cycles",
+    "nn_macs": "macs",
+    "inference_time": "inference_time",
+}
+SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used"}  # Vela writes KiB
+SUMMARY_TEXT = frozenset({"experiment", "network", "accelerator_configuration", "system_config",
+                          "memory_mode", "weights_storage_area", "feature_map_storage_area"})
+
+_GENERATED = re.compile(r"#(\d+)")
+
+
+class AdapterError(Exception):
+    """Vela refused the request; the message is meant for the user."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+def accelerators() -> list[str]:
+    from ethosu.vela.architecture_features import Accelerator
+
+    return list(Accelerator.member_list())
+
+
+def config_sections(ini_files: list[str]) -> tuple[list[str], list[str]]:
+    """System config and memory mode names defined by the given Vela ``.ini`` files."""
+    stamps = tuple((name, os.stat(name).st_mtime_ns) for name in ini_files)
+    return _config_sections(stamps)
+
+
+@functools.lru_cache(maxsize=32)
+def _config_sections(stamps: tuple[tuple[str, int], ...]) -> tuple[list[str], list[str]]:
+    """Parsed once per file version: a session checks the same .ini for every estimate."""
+    parser = configparser.ConfigParser()
+    for name, _ in stamps:
+        with open(name, encoding="utf-8") as f:
+            parser.read_file(f, source=name)
+    systems = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("System_Config.")]
+    modes = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("Memory_Mode.")]
+    return systems, modes
+
+
+def check_target(job: Job) -> None:
+    """Refuse names Vela does not know, listing the ones it does."""
+    ini_files = list(job.config_files) or [str(default_config_file())]
+    valid = accelerators()
+    if job.accelerator not in valid:
+        raise AdapterError(f"unknown accelerator {job.accelerator!r}; Vela {vela_version()} knows: "
+                           + ", ".join(valid))
+    try:
+        systems, modes = config_sections(ini_files)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise AdapterError(f"cannot read Vela config file: {exc}") from None
+    where = ", ".join(ini_files)
+    if job.system_config is not None and job.system_config not in systems:
+        raise AdapterError(f"unknown system config {job.system_config!r} in {where}; valid: "
+                           + ", ".join(sorted(systems)))
+    if job.memory_mode is not None and job.memory_mode not in modes:
+        raise AdapterError(f"unknown memory mode {job.memory_mode!r} in {where}; valid: "
+                           + ", ".join(sorted(modes)))
+
+
+def depth_granularity(accelerator: str) -> int | None:
+    """Output depth that an accelerator processes in one go, from Vela's architecture data.
+
+    Ethos-U55/U65: the OFM micro-block depth times the number of cores (8 on U65-256, 16 on
+    U65-512, 4 on U55-32).  Vela's Python architecture data has no U85 figures (its U85 model
+    lives in the C++ core), so for U85 the answer is None.
+    """
+    from ethosu.vela.architecture_features import Accelerator, ArchitectureFeatures
+
+    config = ArchitectureFeatures.accelerator_configs.get(Accelerator(accelerator))
+    if config is None:
+        return None
+    return int(config.ofm_ublock.depth * config.cores)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vela's output files
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    if not math.isfinite(value):  # Vela writes NaN for percentages of an all-CPU network
+        return 0
+    return int(value) if value.is_integer() else value
+
+
+def read_per_layer_csv(path: Path) -> tuple[str, list[dict[str, Any]]]:
+    """The core that wrote Vela's per-layer CSV, and its rows keyed by the plugin's layer
+    field names, in Vela's order.
+
+    Vela joins fields with commas without quoting, so a layer name that holds a comma would
+    break a CSV reader: the name is the last column and takes the rest of the line.  The legacy
+    core writes one header per NPU subgraph into the same file; repeated headers are skipped.
+    """
+    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    if not lines:
+        return "regor", []
+    if lines[0] not in HEADERS:
+        raise AdapterError(f"Vela {vela_version()} wrote a per-layer CSV header this plugin does "
+                           f"not know: {lines[0][:300]!r}")
+    header = lines[0]
+    core, columns = HEADERS[header]
+    rows: list[dict[str, Any]] = []
+    for line in lines[1:]:
+        if not line or line == header:
+            continue
+        fields = line.split(",", len(columns) - 1)
+        if len(fields) != len(columns):
+            raise AdapterError(f"unexpected per-layer CSV line from Vela: {line[:200]!r}")
+        row: dict[str, Any] = {}
+        for (_, key), text in zip(columns, fields, strict=False):
+            if key is not None:
+                row[key] = text if key in LAYER_TEXT else _number(text)
+        row.setdefault("placement", "NPU")  # the legacy core only reports NPU subgraphs
+        rows.append(row)
+    return core, normalise_generated_names(rows)
+
+
+def normalise_generated_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Renumber the ``#N`` suffixes of operators Vela creates.  Vela numbers them from a
+    process-wide counter, so the same model would get other names after other estimates in the
+    same worker; ranked within the model they are the same in every run."""
+    numbers = sorted({int(n) for row in rows for n in _GENERATED.findall(row["name"])})
+    if not numbers:
+        return rows
+    rank = {n: i + 1 for i, n in enumerate(numbers)}
+    for row in rows:
+        row["name"] = _GENERATED.sub(lambda m: f"#{rank[int(m.group(1))]}", row["name"])
+    return rows
+
+
+def read_summary_csv(path: Path) -> dict[str, Any]:
+    """Vela's network summary; numeric columns become numbers."""
+    with open(path, newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    if len(table) < 2:
+        raise AdapterError(f"Vela wrote an empty summary: {path.name}")
+    summary: dict[str, Any] = {}
+    for key, text in zip(table[0], table[1], strict=False):
+        try:
+            summary[key] = text if key in SUMMARY_TEXT else _number(text)
+        except ValueError:
+            summary[key] = text
+    return summary
+
+
+# How Vela announces an operator left on the CPU, per core.  Each pattern names the operator
+# and its output tensor; the reason follows ("Reason: ..." lines for regor, indented " - ..."
+# lines for the legacy core), or is fixed by the pattern itself.
+_CPU_NOTICES = (
+    (re.compile(r"^Warning \(supported operators\) operator: (?P<op>[^,]+), ofm: '(?P<ofm>.*)'$"), None),
+    (re.compile(r"^Warning: Unsupported TensorFlow Lite semantics for (?P<op>\S+) '(?P<ofm>.*)'\. "
+                r"Placing on CPU instead$"), None),
+    (re.compile(r"^Warning: (?P<op>\S+) '(?P<ofm>.*)' is not supported on the NPU\. Placing on CPU instead$"),
+     None),
+    (re.compile(r"^Info: (?P<op>\S+) '(?P<ofm>.*)' is a CPU only op$"), "a CPU-only operator"),
+)
+
+
+def _cpu_notice(line: str) -> tuple[re.Match[str], str | None] | None:
+    for pattern, fixed in _CPU_NOTICES:
+        match = pattern.match(line)
+        if match:
+            return match, fixed
+    return None
+
+
+def cpu_reasons(log: str) -> list[CpuReason]:
+    """Vela's stated reasons for leaving operators on the CPU, from its console output, in
+    Vela's order.  Vela gives them only on the console, in formats that differ between its
+    cores (see ``_CPU_NOTICES``)."""
+    reasons = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        notice = _cpu_notice(line)
+        if notice is None:
+            continue
+        match, fixed = notice
+        detail = []
+        for following in lines[i + 1:i + 4]:
+            if fixed or not following.strip() or _cpu_notice(following) or following[:1] in ("#", "W", "I"):
+                break
+            detail.append(following.removeprefix("Reason: ").strip().removeprefix("- "))
+        reasons.append(CpuReason(match["op"], match["ofm"], fixed or " ".join(detail)))
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------------
+# Running Vela
+
+
+def vela_argv(job: Job, out_dir: Path) -> list[str]:
+    argv = [job.model, "--accelerator-config", job.accelerator, "--verbose-performance",
+            "--output-dir", str(out_dir)]
+    for ini in job.config_files:
+        argv += ["--config", ini]
+    if job.system_config is not None:
+        argv += ["--system-config", job.system_config]
+    if job.memory_mode is not None:
+        argv += ["--memory-mode", job.memory_mode]
+    return argv + list(job.vela_args)
+
+
+def run_vela(job: Job, out_dir: Path, facts: ModelFacts, log: str = "") -> VelaRun:
+    """Compile the job's model with Vela and read what it wrote into ``out_dir``.
+
+    Vela's console output goes wherever file descriptors 1 and 2 point; the caller captures them.
+    """
+    from ethosu.vela import vela
+
+    try:
+        code = vela.main(vela_argv(job, out_dir))
+    except SystemExit as exc:  # argparse rejects an option: its message is on stderr
+        code = exc.code if isinstance(exc.code, int) else 2
+    if code:
+        raise AdapterError(f"Vela exited with status {code}")
+    return read_outputs(job, out_dir, facts)
+
+
+def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
+    stem = Path(job.model).stem
+    summaries = sorted(out_dir.glob(f"{stem}_summary_*.csv"))
+    per_layer = out_dir / f"{stem}_per-layer.csv"
+    if not summaries:
+        raise AdapterError("Vela finished but wrote no performance summary")
+    core, rows = read_per_layer_csv(per_layer) if per_layer.exists() else ("regor", [])
+    summary = read_summary_csv(summaries[0])
+    totals: dict[str, int | float] = {ours: summary[theirs] for theirs, ours in SUMMARY_TOTALS.items()}
+    totals.update({ours: round(summary[theirs] * 1024.0) for theirs, ours in SUMMARY_KIB.items()})
+    totals["macs"] = int(totals["macs"])
+    compiled = out_dir / f"{stem}_vela.tflite"
+    return VelaRun(
+        core=core,
+        layers=tuple(rows),
+        totals=totals,
+        system_config=str(summary["system_config"]),
+        memory_mode=str(summary["memory_mode"]),
+        core_clock=float(summary["core_clock"]),
+        compiled_operators=tuple(model_operators(parse_model(compiled.read_bytes()))) if compiled.exists() else (),
+        npu_operator=NPU_OPERATOR,
+        cpu_reasons=(),
+        depth_granularity=depth_granularity(job.accelerator),
+        facts=facts,
+    )
+
+
+@contextlib.contextmanager
+def captured_output(log: IO[bytes]) -> Iterator[None]:
+    """Point fds 1 and 2 (and Python's streams) at ``log``: Vela's native code writes to fd 1."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _inspect(path: Path) -> ModelFacts:
+    data = path.read_bytes()
+    try:
+        return inspect_model(data)
+    except ModelCheckError as exc:
+        raise AdapterError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise AdapterError("corrupt: a name in the model is not UTF-8 text") from None
+    except struct.error:  # the flatbuffers reader followed an offset out of the file
+        raise AdapterError(f"truncated or corrupt: it refers to data past the end of the file "
+                           f"({len(data)} bytes)") from None
+    except Exception as exc:  # the flatbuffers reader raises assorted errors on bad input
+        raise AdapterError(f"not a readable TFLite flatbuffer ({exc})") from None
+
+
+def handle(message: dict[str, Any]) -> dict[str, Any]:
+    """Answer one job (the worker's request): ``{"ok": True, "run": ..., "log": ...}`` or
+    ``{"ok": False, "kind": "target" | "model" | "vela", "error": ..., "log": ...}``."""
+    job = Job.from_json(message)
+    try:
+        check_target(job)
+    except AdapterError as exc:
+        return {"ok": False, "kind": "target", "error": str(exc)}
+    try:
+        facts = _inspect(Path(job.model))
+    except AdapterError as exc:
+        return {"ok": False, "kind": "model", "error": str(exc)}
+    with tempfile.TemporaryDirectory(prefix="ethosu-") as out, tempfile.TemporaryFile() as log:
+        error, run = None, None
+        with captured_output(log):
+            try:
+                run = run_vela(job, Path(out), facts)
+            except AdapterError as exc:
+                error = str(exc)
+            except Exception as exc:
+                error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+    if run is None:
+        return {"ok": False, "kind": "vela", "error": error, "log": text}
+    run = dataclasses.replace(run, cpu_reasons=tuple(cpu_reasons(text)))
+    return {"ok": True, "run": run.to_json(), "log": text}
+
+
+def start() -> dict[str, Any]:
+    """Import Vela up front, so that a broken installation shows at once; the worker's hello."""
+    from ethosu.vela import vela  # noqa: F401
+
+    return {"vela_version": vela_version()}
