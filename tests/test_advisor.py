@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytest_ethosu.vela import CpuReason
-from pytest_ethosu.vela.engine import cpu_reasons
 
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.modelgen import ModelBuilder
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import resolve
+from pytest_ethosu.vela import CpuReason
+from pytest_ethosu.vela.engine import cpu_reasons
 
 U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram",
        "vela_config": "Arm/vela.ini"}

@@ -1,4 +1,9 @@
-"""Baselines and the regression gate, through inner pytest sessions (with and without xdist)."""
+"""Baselines and the regression gate, through inner pytest sessions.
+
+The scenarios where xdist changes what happens (records merged from workers, reports written
+once, unused baselines deleted by the controller, failure messages from workers) run with and
+without it; the others run serially.
+"""
 
 from __future__ import annotations
 
@@ -95,7 +100,8 @@ def test_regression_names_layer_and_keeps_baseline(repo: pytest.Pytester, mode: 
     assert path.read_bytes() == edited  # a failing run never rewrites a baseline
 
 
-def test_wider_model_regresses_and_update_accepts(repo: pytest.Pytester, mode: list[str]) -> None:
+def test_wider_model_regresses_and_update_accepts(repo: pytest.Pytester) -> None:
+    mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
     use(repo, "wider.tflite")
     result = repo.runpytest("-k", "test_net", *mode)
@@ -108,7 +114,8 @@ def test_wider_model_regresses_and_update_accepts(repo: pytest.Pytester, mode: l
     repo.runpytest(*mode).assert_outcomes(passed=4)
 
 
-def test_improvement_passes_and_strict_fails(repo: pytest.Pytester, mode: list[str]) -> None:
+def test_improvement_passes_and_strict_fails(repo: pytest.Pytester) -> None:
+    mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     use(repo, "wider.tflite")
     repo.runpytest("--ethosu-update", *mode)
     use(repo, "base.tflite")
@@ -121,7 +128,8 @@ def test_improvement_passes_and_strict_fails(repo: pytest.Pytester, mode: list[s
     strict.stdout.fnmatch_lines(["*changed (strict mode)*"])
 
 
-def test_layer_added_removed_renamed(repo: pytest.Pytester, mode: list[str]) -> None:
+def test_layer_added_removed_renamed(repo: pytest.Pytester) -> None:
+    mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
     use(repo, "extra.tflite")
     added = repo.runpytest("-k", "test_net", "--ethosu-rtol", "10", "--ethosu-strict", *mode)
@@ -141,7 +149,8 @@ def test_layer_added_removed_renamed(repo: pytest.Pytester, mode: list[str]) -> 
     lenient.assert_outcomes(passed=1)  # without --ethosu-strict a removed layer alone passes
 
 
-def test_cpu_fallback_always_fails(repo: pytest.Pytester, mode: list[str]) -> None:
+def test_cpu_fallback_always_fails(repo: pytest.Pytester) -> None:
+    mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
     use(repo, "cpu.tflite")
     result = repo.runpytest("-k", "test_net", "--ethosu-rtol", "100", *mode)  # tolerances can't hide it
@@ -168,7 +177,8 @@ def test_unused_baselines_reported_then_deleted_for_selected_tests(repo: pytest.
     assert not stale.exists() and other.exists()  # test_net was not selected: its file stays
 
 
-def test_corrupt_baseline_is_reported_and_kept(repo: pytest.Pytester, mode: list[str]) -> None:
+def test_corrupt_baseline_is_reported_and_kept(repo: pytest.Pytester) -> None:
+    mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
     net_baseline(repo).write_text('{"schema": 1, "layers": [')
     for args in ([], ["--ethosu-update"]):
@@ -217,3 +227,80 @@ def test_junitxml_properties_and_result_hook(repo: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*baseline*fps*"])
     xml = (repo.path / "out.xml").read_text()
     assert 'name="ethosu[u65]"' in xml and "total_cycles" in xml
+
+
+def test_update_writes_nothing_when_the_test_fails_after_its_check(repo: pytest.Pytester) -> None:
+    repo.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=4)
+    before = net_baseline(repo).read_bytes()
+    use(repo, "wider.tflite")
+    repo.makepyfile(test_models="""
+        def test_net(ethosu_perf):
+            ethosu_perf("models/current.tflite", accelerator="ethos-u55-128")
+            assert False, "the test fails after its check"
+    """)
+    result = repo.runpytest("--ethosu-update", "-p", "no:xdist", "-k", "test_net")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["test_net *current.tflite*not written*", "*0 created, 0 updated, 0 unchanged*"])
+    assert net_baseline(repo).read_bytes() == before
+
+
+def test_call_tolerance_beats_the_marker(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    repo = make_repo("""
+        import pytest
+
+        @pytest.mark.ethosu(rtol=0.01)
+        def test_loose(ethosu_perf):
+            ethosu_perf("models/current.tflite", rtol=10)
+
+        @pytest.mark.ethosu(rtol=0.01, tolerances={"cycles": {"rtol": 10}, "npu_cycles": {"rtol": 10},
+                                                   "total_cycles": {"rtol": 10}})
+        def test_per_metric(ethosu_perf):
+            ethosu_perf("models/current.tflite")
+
+        @pytest.mark.ethosu(rtol=10)
+        def test_tight(ethosu_perf):
+            ethosu_perf("models/current.tflite", rtol=0.01)
+    """)
+    repo.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=3)
+    use(repo, "wider.tflite")
+    result = repo.runpytest("-p", "no:xdist", "-rf")
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    # per-metric overrides hold cycles back, so the headline is another metric; without them,
+    # the network's cycles lead
+    per_metric = out[out.index("_ test_per_metric _"):out.index("_ test_tight _")]
+    assert "network sram_used +108.7%" in per_metric and " cycles " not in per_metric
+    tight = out[out.index("_ test_tight _"):]
+    assert "network total_cycles +" in tight
+
+
+def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pytester, mode: list[str]) -> None:
+    """syrupy's rule: a full run reports every baseline no test produces (and --ethosu-update
+    deletes it); a selection only looks at the selected tests.  Only regular files inside the
+    baseline directory that read as baselines are ever touched."""
+    repo.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=4)
+    gone = repo.path / "baselines" / "test_models" / "test_deleted" / "default.json"
+    gone.parent.mkdir()
+    shutil.copy(net_baseline(repo), gone)
+    notes = repo.path / "baselines" / "test_models" / "test_deleted" / "notes.json"
+    notes.write_text('{"not": "a baseline"}')
+    outside = repo.path.parent / f"{repo.path.name}-elsewhere"
+    outside.mkdir()
+    (outside / "default.json").write_bytes(net_baseline(repo).read_bytes())
+    (repo.path / "baselines" / "test_models" / "test_linked").symlink_to(outside)
+
+    selected = repo.runpytest("-k", "test_net", *mode)
+    selected.assert_outcomes(passed=1)
+    assert "unused baseline" not in selected.stdout.str()
+
+    full = repo.runpytest(*mode)
+    full.assert_outcomes(passed=4)
+    full.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with pytest --ethosu-update):",
+                               "  baselines/test_models/test_deleted/default.json"])
+
+    update = repo.runpytest("--ethosu-update", *mode)
+    update.stdout.fnmatch_lines(["*0 created, 0 updated, 5 unchanged, 1 deleted",
+                                 "  deleted unused baselines/test_models/test_deleted/default.json"])
+    assert not gone.exists() and notes.exists()
+    assert (outside / "default.json").exists()
+    assert "unused" not in repo.runpytest(*mode).stdout.str()

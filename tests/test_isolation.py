@@ -85,9 +85,8 @@ def test_start_failure_is_reported_once_and_not_retried(tmp_path: Path, model_di
 
 
 def test_worker_of_another_protocol_is_refused(tmp_path: Path) -> None:
-    script = ("import json, struct, sys; m = json.dumps({'ok': True, 'protocol': %d}).encode(); "
-              "sys.stdout.buffer.write(struct.pack('>Q', len(m)) + m); sys.stdout.flush(); sys.stdin.read()"
-              % (PROTOCOL - 1))
+    script = (f"import json, struct, sys; m = json.dumps({{'ok': True, 'protocol': {PROTOCOL - 1}}}).encode(); "
+              "sys.stdout.buffer.write(struct.pack('>Q', len(m)) + m); sys.stdout.flush(); sys.stdin.read()")
     worker = VelaWorker([sys.executable, "-c", script])
     with pytest.raises(WorkerStartError, match=f"speaks protocol {PROTOCOL - 1}, not {PROTOCOL}"):
         worker.request({}, timeout=10)

@@ -1,0 +1,197 @@
+"""The gate's rules, tolerances and the file writer, without a session (fast and exact)."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_ethosu import baseline, files
+from pytest_ethosu.errors import BaselineError
+from pytest_ethosu.compare import Tolerances
+from pytest_ethosu.gate import Failure, Status, Verdict, after_test, decide
+from pytest_ethosu.result import TOTAL_METRICS
+
+
+def layer(index: int, cycles: float, dram: float = 0, placement: str = "NPU") -> dict[str, Any]:
+    return {"index": index, "name": f"l{index}", "op": "Conv2D", "npu_op": "Conv2D", "placement": placement,
+            "cycles": cycles, "npu_cycles": cycles, "sram_access_cycles": 0, "dram_access_cycles": dram,
+            "on_chip_flash_access_cycles": 0, "off_chip_flash_access_cycles": 0, "macs": 10,
+            "mac_utilization": 1.0, "staging_usage": 0}
+
+
+def document(cycles: float = 1000, dram: float = 100, cpu_ops: int = 0, vela: str = "5.2.0") -> dict[str, Any]:
+    totals: dict[str, Any] = dict.fromkeys(TOTAL_METRICS, 0)
+    totals.update(total_cycles=cycles, npu_cycles=cycles, dram_access_cycles=dram, cpu_ops=cpu_ops)
+    return {"schema": 1, "test": "t.py::t", "name": "default", "model": {"path": "m", "sha256": "0" * 64},
+            "estimator": {"vela_version": vela, "core": "regor", "target": {}},
+            "totals": totals, "layers": [layer(0, cycles, dram)]}
+
+
+DEFAULT = Tolerances.merge([])
+
+
+def verdict(stored: dict[str, Any] | None, now: dict[str, Any], tol: Tolerances = DEFAULT, **mode: Any) -> Verdict:
+    options = {"update": False, "strict": False, "drift_policy": "warn", **mode}
+    return decide(stored, now, tol, **options)
+
+
+def test_missing_baseline_fails_or_is_written_under_update() -> None:
+    assert verdict(None, document()) == Verdict(Status.MISSING, None, write=False, failure=Failure.MISSING)
+    assert verdict(None, document(), update=True) == Verdict(Status.PENDING, None, write=True)
+
+
+@pytest.mark.parametrize("cycles, strict, status, failure", [
+    (1000, False, Status.OK, None),
+    (1009, False, Status.OK, None),  # within rtol=0.01
+    (1011, False, Status.REGRESSED, Failure.REGRESSED),
+    (900, False, Status.IMPROVED, None),  # improvements pass...
+    (900, True, Status.IMPROVED, Failure.REGRESSED),  # ...unless strict
+])
+def test_regressions_fail_and_improvements_pass(cycles: float, strict: bool, status: Status,
+                                                failure: Failure | None) -> None:
+    result = verdict(document(), document(cycles=cycles), strict=strict)
+    assert (result.status, result.failure, result.write) == (status, failure, False)
+
+
+def test_cpu_fallback_fails_whatever_the_tolerance() -> None:
+    loose = Tolerances.merge([{"rtol": 100.0}])
+    result = verdict(document(), document(cycles=500, cpu_ops=1), loose)
+    assert result.failure is Failure.REGRESSED and result.status is Status.REGRESSED
+
+
+@pytest.mark.parametrize("policy, status, write, failure", [
+    ("warn", Status.DRIFT, False, None),
+    ("fail", Status.OK, False, Failure.DRIFT),
+    ("update", Status.PENDING, True, None),
+])
+def test_drift_policies(policy: str, status: Status, write: bool, failure: Failure | None) -> None:
+    result = verdict(document(vela="5.1.0"), document(), drift_policy=policy)
+    assert (result.status, result.write, result.failure) == (status, write, failure)
+    assert result.comparison is not None and "Vela 5.1.0, now 5.2.0" in result.comparison.drift[0]
+
+
+def test_update_writes_only_after_a_passing_test() -> None:
+    pending = verdict(document(), document(cycles=2000), update=True)
+    assert pending.write and pending.failure is None
+    assert after_test(pending, passed=False, existed=True, changed=None) is Status.UNWRITTEN
+    assert after_test(pending, passed=True, existed=True, changed=None) is Status.UNWRITTEN  # write failed
+    assert after_test(pending, passed=True, existed=True, changed=True) is Status.UPDATED
+    assert after_test(pending, passed=True, existed=False, changed=True) is Status.CREATED
+    assert after_test(pending, passed=True, existed=True, changed=False) is Status.UNCHANGED
+    checked = verdict(document(), document())
+    assert after_test(checked, passed=False, existed=True, changed=None) is Status.OK
+
+
+def test_per_metric_tolerance_overrides_the_default() -> None:
+    tol = Tolerances.merge([{"tolerances": {"dram_access_cycles": {"rtol": 0.05}}}])
+    assert tol.get("dram_access_cycles").rtol == 0.05 and tol.get("total_cycles").rtol == 0.01
+    # +4% DRAM access: within its own 5%, though over the default 1%
+    assert verdict(document(), document(dram=104), tol).failure is None
+    assert verdict(document(), document(dram=104)).failure is Failure.REGRESSED
+    assert verdict(document(), document(dram=106), tol).failure is Failure.REGRESSED
+
+
+def test_call_beats_marker_beats_session() -> None:
+    call, marker, session = {"rtol": 0.5}, {"rtol": 0.2, "atol": 3.0}, {"rtol": 0.1, "atol": 1.0}
+    tol = Tolerances.merge([call, marker, session])
+    assert (tol.default.rtol, tol.default.atol) == (0.5, 3.0)
+    tol = Tolerances.merge([{"rtol": None}, marker, session])
+    assert (tol.default.rtol, tol.default.atol) == (0.2, 3.0)
+    nested = Tolerances.merge([{"tolerances": {"cycles": {"atol": 7}}}, {"tolerances": {"cycles": {"rtol": 0.3}}}])
+    assert (nested.get("cycles").rtol, nested.get("cycles").atol) == (0.3, 7.0)
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"rtol": math.nan}, "rtol must be a finite number >= 0, not nan"),
+    ({"rtol": -1}, "rtol must be a finite number >= 0, not -1"),
+    ({"atol": "abc"}, "atol must be a finite number >= 0, not 'abc'"),
+    ({"rtol": math.inf}, "rtol must be a finite number >= 0"),
+    ({"tolerances": {"cycles": 0.05}}, "tolerances['cycles'] must be a dict with 'rtol' and/or 'atol'"),
+    ({"tolerances": {"cycles": {"rtoll": 0.05}}}, "tolerances['cycles'] must be a dict with 'rtol'"),
+    ({"tolerances": {"cycle": {"rtol": 0.05}}}, "unknown metric 'cycle' in tolerances"),
+    ({"tolerances": ["cycles"]}, "tolerances must map metric names"),
+])
+def test_bad_tolerances_are_refused_by_name(source: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        Tolerances.merge([source])
+
+
+def test_write_replaces_the_file_and_never_writes_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "b" / "default.json"
+    baseline.write(path, document())
+    before, inode = path.read_bytes(), path.stat().st_ino
+    baseline.write(path, document(cycles=2000))
+    assert path.stat().st_ino != inode  # a new file moved into place: readers see old or new, whole
+    assert baseline.load(path)["totals"]["total_cycles"] == 2000
+    assert before != path.read_bytes()
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "default.json"
+    baseline.write(path, document())
+    before = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        baseline.write(path, document(cycles=2000))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["default.json"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_honour_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        files.write_atomic(tmp_path / "f.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == mode
+
+
+def test_stale_temp_files_are_cleaned_on_the_next_write(tmp_path: Path) -> None:
+    stale = tmp_path / f"{files.TMP_PREFIX}abc{files.TMP_SUFFIX}"
+    fresh = tmp_path / f"{files.TMP_PREFIX}new{files.TMP_SUFFIX}"  # another process may be writing it
+    stale.write_text("half")
+    fresh.write_text("half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    files.write_atomic(tmp_path / "x.json", "{}")
+    assert not stale.exists() and fresh.exists()
+
+
+def test_names_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
+    doc = document()
+    doc["name"] = "bad\udcff"
+    doc["layers"][0]["name"] = "\ud800x"
+    path = tmp_path / baseline.safe_component("bad\udcff")
+    assert baseline.write(path, doc)
+    assert baseline.load(path) == doc
+    assert not baseline.write(path, doc)  # unchanged: not rewritten
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["totals"].update(total_cycles=float("nan")), "totals.total_cycles is nan, not a finite number"),
+    (lambda d: d["totals"].update(cpu_ops=float("inf")), "totals.cpu_ops is inf"),
+    (lambda d: d["totals"].update(total_cycles="12"), "totals.total_cycles is '12'"),
+    (lambda d: d["totals"].pop("total_cycles"), "lacks totals.total_cycles"),
+    (lambda d: d["layers"][0].update(cycles=None), r"layers\[0\].cycles is None"),
+    (lambda d: d["layers"][0].update(name=3), r"layers\[0\].name is 3, not text"),
+])
+def test_bad_numbers_in_a_baseline_name_the_file_and_field(tmp_path: Path, edit: Any, message: str) -> None:
+    import json
+
+    doc = document()
+    edit(doc)
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps(doc, allow_nan=True))
+    with pytest.raises(BaselineError, match=f"baseline {path}.*{message}"):
+        baseline.load(path)
