@@ -17,10 +17,6 @@ from .target import SETTINGS
 
 session_key = pytest.StashKey[EthosuSession]()
 
-#: Options that take a value which may itself start with "--" (Vela options).
-_VALUE_MAY_BE_AN_OPTION = ("--ethosu-vela-args",)
-
-
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from . import hookspecs
 
@@ -67,16 +63,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write every estimate of the session (all layers, comparisons) to a JSON file")
     group.addoption("--ethosu-markdown", dest="ethosu_markdown", default=None, metavar="PATH",
                     help="append the summary as Markdown to PATH (default: $GITHUB_STEP_SUMMARY if set)")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    """``--ethosu-vela-args --debug-force-legacy-core`` as two words: argparse would take the
-    value for an option of its own, so the two words become one ``--flag=value``."""
-    for i in range(len(args) - 1):
-        if args[i] in _VALUE_MAY_BE_AN_OPTION:
-            args[i:i + 2] = [f"{args[i]}={args[i + 1]}"]
-            break
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -42,7 +42,8 @@ SETTINGS: dict[str, tuple[str, str, str]] = {
                     f"Vela .ini file: a path (relative to the rootdir) or a bundled name such as "
                     f"{DEFAULT_CONFIG} (the default)"),
     "vela_args": ("--ethosu-vela-args", "ethosu_vela_args",
-                  "extra Vela options, shell-quoted, e.g. '--optimise Size'"),
+                  "extra Vela options, shell-quoted; write it with '=': "
+                  "--ethosu-vela-args=--debug-force-legacy-core"),
 }
 
 

@@ -130,3 +130,97 @@ def test_session_without_estimates_starts_no_worker(project: pytest.Pytester) ->
     result = project.runpytest("-p", "no:xdist", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*ESTIMATOR False*"])
+
+
+def test_tampered_entries_are_ignored_counted_and_replaced(estimators: tuple[Estimator, Estimator],
+                                                           model_dir: Path) -> None:
+    """A valid-JSON entry with numbers that do not add up, or of the wrong shape, is a miss."""
+    import json
+
+    first, second = estimators
+    target = resolve([{}], first.rootdir)
+    fresh = first.estimate(model_dir / "base.tflite", target)
+    assert first.cache is not None and second.cache is not None
+    entry_path = next(first.cache.directory.rglob("??/*.json"))
+    entry = json.loads(entry_path.read_text())
+    for tamper in (lambda e: e["run"]["totals"].update(total_cycles=1),
+                   lambda e: e["run"]["layers"][0].update(cycles=float("nan")),
+                   lambda e: e.update(run={}),
+                   lambda e: e["run"].update(layers="x")):
+        bad = json.loads(json.dumps(entry))
+        tamper(bad)
+        entry_path.write_text(json.dumps(bad))
+        again = Estimator(first.rootdir, first.scratch, 120, cache=EstimateCache(first.cache.directory))
+        try:
+            assert again.estimate(model_dir / "base.tflite", target).total_cycles == fresh.total_cycles
+            assert again.vela_runs == 1 and again.cache is not None and again.cache.invalid == 1
+        finally:
+            again.close()
+    entry_path.write_text("[1, 2]")
+    assert second.estimate(model_dir / "base.tflite", target) == fresh
+    assert second.cache.invalid == 1 and second.vela_runs == 1
+    assert json.loads(entry_path.read_text())["run"]["totals"]["total_cycles"] == fresh.total_cycles
+
+
+def test_key_covers_the_plugin_and_vela_versions(tmp_path: Path) -> None:
+    target = resolve([{}], tmp_path)
+    cache = EstimateCache(tmp_path / "c")
+    key = cache.key("0" * 64, target)
+    for field, value in (("plugin", "9.9.9"), ("vela", "0.0.1"), ("format", FORMAT + 1)):
+        other = EstimateCache(tmp_path / "c")
+        other._identity = {**other._identity, field: value}
+        assert other.key("0" * 64, target) != key, field
+
+
+def test_unwritable_cache_warns_once_and_the_session_goes_on(project: pytest.Pytester) -> None:
+    (project.path / "cachefile").write_text("a file, not a directory")
+    project.makepyfile(test_c="""
+        def test_a(ethosu_perf):
+            assert ethosu_perf.estimate("models/base.tflite").total_cycles > 0
+
+        def test_b(ethosu_perf):
+            assert ethosu_perf.estimate("models/wider.tflite").total_cycles > 0
+    """)
+    result = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir=cachefile", "-W", "always")
+    result.assert_outcomes(passed=2)
+    assert result.stdout.str().count("the estimate cache in") == 1
+    result.stdout.fnmatch_lines(["*EthosuWarning: the estimate cache in */cachefile cannot be written*"])
+    assert (project.path / "cachefile").read_text() == "a file, not a directory"
+
+
+def test_cache_clear_only_removes_a_directory_the_plugin_made(project: pytest.Pytester) -> None:
+    project.makepyfile(test_c="""
+        def test_a(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+    """)
+    shared = project.path / "shared"
+    shared.mkdir()
+    (shared / "keep.txt").write_text("someone else's")
+    result = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir=shared", "--cache-clear", "-W", "always")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*EthosuWarning: the estimate cache in */shared cannot be written*"])
+    result.stdout.fnmatch_lines(["*--cache-clear left shared alone: it is not a pytest-ethosu cache*"])
+    assert (shared / "keep.txt").read_text() == "someone else's"
+    # the project root itself is never taken for a cache
+    project.runpytest("-p", "no:xdist", "--ethosu-cache-dir=.", "--cache-clear").assert_outcomes(passed=1)
+    assert (project.path / "test_c.py").exists() and (shared / "keep.txt").exists()
+    # a directory the plugin made marks itself, is ignored by git, and is cleared
+    project.runpytest("-p", "no:xdist", "--ethosu-cache-dir=mine").assert_outcomes(passed=1)
+    assert (project.path / "mine" / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    assert (project.path / "mine" / ".gitignore").read_text().endswith("*\n")
+    cleared = project.runpytest("-p", "no:xdist", "--ethosu-cache-dir=mine", "--cache-clear")
+    cleared.stdout.fnmatch_lines(["*Vela ran 1 time(s), 0 answered from the cache"])
+
+
+def test_read_only_project_runs_without_cache(project: pytest.Pytester) -> None:
+    """Nothing is created at start-up: a cache that cannot be made costs one warning."""
+    (project.path / ".pytest_cache").write_text("not a directory")
+    project.makepyfile(test_c="""
+        def test_a(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+    """)
+    collect = project.runpytest("-p", "no:xdist", "--co")
+    assert collect.ret == 0 and "INTERNALERROR" not in collect.stdout.str()
+    result = project.runpytest("-p", "no:xdist", "-W", "always")
+    result.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in result.stdout.str()

@@ -123,6 +123,30 @@ def test_directory_and_truncated(estimator: Estimator, model_dir: Path, tmp_path
         estimator.estimate(cut, target(estimator.rootdir))
 
 
+def test_only_regular_files_are_read(estimator: Estimator, tmp_path: Path) -> None:
+    """A FIFO would block forever, a device never ends, a huge sparse file would be read whole:
+    each is refused from its metadata or its first 8 bytes."""
+    import os
+    import time
+
+    fifo = tmp_path / "pipe.tflite"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.tflite"
+    with open(huge, "wb") as f:
+        f.truncate(3 << 30)  # sparse: costs no disk
+    sparse_model = tmp_path / "sparse.tflite"
+    with open(sparse_model, "wb") as f:
+        f.write(b"\0\0\0\0XXXX")
+        f.truncate(1 << 30)
+    started = time.monotonic()
+    for path, expected in ((fifo, "pipe.tflite: not a regular file"), (Path("/dev/zero"), "/dev/zero: not a regular"),
+                           (huge, "huge.tflite: 3,221,225,472 bytes is more than a flatbuffer can hold"),
+                           (sparse_model, "sparse.tflite: not a TensorFlow Lite model")):
+        with pytest.raises(ModelError, match=expected):
+            estimator.estimate(path, target(estimator.rootdir))
+    assert time.monotonic() - started < 2.0
+
+
 def test_float_and_precompiled_models_warn(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
     result = estimator.estimate(model_dir / "float.tflite", target(estimator.rootdir))
     assert len(result.warnings) == 1 and "float model" in result.warnings[0]

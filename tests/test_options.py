@@ -128,3 +128,105 @@ def test_vela_output_shown_only_when_a_test_fails(repo: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(["*Captured Vela output*", "--- Vela, models/base.tflite on *",
                                  "*Network summary for base*"])
     assert "Network summary for wider" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
+def test_bad_timeout_is_a_usage_error(repo: pytest.Pytester, value: str) -> None:
+    result = run(repo, f"--ethosu-timeout={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*argument --ethosu-timeout: expected a number of seconds above 0, not '{value}'"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_bad_ini_values_are_usage_errors(repo: pytest.Pytester) -> None:
+    repo.makeini("[pytest]\nethosu_timeout = soon\n")
+    result = run(repo)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini key ethosu_timeout: expected a number of seconds above 0, not 'soon'"])
+
+
+def test_misspelled_arguments_fail_the_test_in_one_line(repo: pytest.Pytester) -> None:
+    repo.makepyfile(test_models="""
+        import pytest
+
+        def test_keyword(ethosu_perf):
+            ethosu_perf("models/current.tflite", accelerater="ethos-u55-128")
+
+        @pytest.mark.ethosu(rtl=0.1)
+        def test_marker(ethosu_perf):
+            ethosu_perf.estimate("models/current.tflite")
+
+        def test_rtol(ethosu_perf):
+            ethosu_perf("models/current.tflite", rtol=float("nan"))
+
+        def test_vela_args(ethosu_perf):
+            ethosu_perf.estimate("models/current.tflite", vela_args=b"--optimise Size")
+
+        def test_owned_option(ethosu_perf):
+            ethosu_perf.estimate("models/current.tflite", vela_args=["--output-dir", "x"])
+    """)
+    result = run(repo, "-rf")
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines([
+        "ArgumentError: unknown target keyword(s) 'accelerater'; valid: accelerator, system_config, "
+        "memory_mode, vela_config, vela_args",
+        "ArgumentError: unknown ethosu marker argument(s) 'rtl'; valid: accelerator, *, rtol, atol, tolerances, "
+        "accelerators",
+        "ArgumentError: rtol must be a finite number >= 0, not nan",
+        "ArgumentError: vela_args must be a list of strings (or one shell-quoted string), not b'--optimise Size'",
+        "TargetError: the Vela option --output-dir cannot be passed in vela_args: use nothing*",
+    ])
+    assert "Traceback" not in result.stdout.str() and "pytest_ethosu/" not in result.stdout.str()
+    assert result.stdout.str().count("Vela ran 0 time(s)") == 0  # nothing was estimated: no summary line
+
+
+def test_errors_can_be_named_in_xfail(repo: pytest.Pytester) -> None:
+    repo.makepyfile(test_models="""
+        import pytest
+        from pytest_ethosu import BaselineError, CheckFailed
+
+        @pytest.mark.xfail(raises=CheckFailed, strict=True)
+        def test_missing(ethosu_perf):
+            ethosu_perf("models/current.tflite")
+
+        @pytest.mark.xfail(raises=BaselineError, strict=True)
+        def test_broken(ethosu_perf):
+            ethosu_perf("models/current.tflite", name="broken")
+    """)
+    broken = repo.path / "baselines" / "test_models" / "test_broken" / "broken.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")
+    run(repo).assert_outcomes(xfailed=2)
+
+
+def test_vela_args_forms(repo: pytest.Pytester) -> None:
+    """argparse takes a lone value that starts with '--' for an option, so the README writes the
+    '=' form; a value with a space works as a separate word too."""
+    run(repo, "--ethosu-update").assert_outcomes(passed=1)
+    result = run(repo, "--ethosu-vela-args=--debug-force-legacy-core", "--ethosu-rtol=100")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline made with the regor core, now the legacy core*"])
+    result = run(repo, "--ethosu-vela-args", "--debug-force-legacy-core --optimise Performance", "--ethosu-rtol", "100")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline made with the regor core, now the legacy core*"])
+
+
+def test_vela_console_is_captured_not_printed(repo: pytest.Pytester) -> None:
+    """Vela's console output (from its Python and its C++ code) never reaches the terminal, even
+    with -s; a failing test shows it, a Vela error quotes it."""
+    repo.makepyfile(test_models="""
+        def test_fails(ethosu_perf):
+            assert ethosu_perf.estimate("models/base.tflite").total_cycles < 10
+
+        def test_rejected(ethosu_perf):
+            ethosu_perf.estimate("models/wider.tflite", vela_args=["--no-such-option"])
+    """)
+    result = run(repo, "-s")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    section = out[out.index("Captured Vela output"):]
+    assert "Warning: No configuration file specified" in section  # Vela's Python
+    assert "Network summary for base" in section  # Vela's C++ core (regor) prints this
+    assert out.count("Network summary for base") == 1  # only in the section, never live
+    result.stdout.fnmatch_lines(["VelaError: models/wider.tflite: Vela could not compile it*",
+                                 "*unrecognized arguments: --no-such-option*"])

@@ -195,3 +195,16 @@ def test_bad_numbers_in_a_baseline_name_the_file_and_field(tmp_path: Path, edit:
     path.write_text(json.dumps(doc, allow_nan=True))
     with pytest.raises(BaselineError, match=f"baseline {path}.*{message}"):
         baseline.load(path)
+
+
+def test_generated_names_do_not_depend_on_the_workers_history() -> None:
+    """Vela numbers the operators it creates from a process-wide counter (``#1110`` after other
+    estimates, ``#380`` in a fresh process); ranked within the model they read the same."""
+    from pytest_ethosu.vela.engine import normalise_generated_names
+
+    def rows(*names: str) -> list[dict[str, Any]]:
+        return [{"name": name} for name in names]
+
+    late = normalise_generated_names(rows("conv", "pad#1110", "conv#1112_split", "x#1110"))
+    early = normalise_generated_names(rows("conv", "pad#380", "conv#382_split", "x#380"))
+    assert late == early == rows("conv", "pad#1", "conv#2_split", "x#1")
