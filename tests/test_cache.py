@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,10 +144,13 @@ def test_tampered_entries_are_ignored_counted_and_replaced(estimators: tuple[Est
     assert first.cache is not None and second.cache is not None
     entry_path = next(first.cache.directory.rglob("??/*.json"))
     entry = json.loads(entry_path.read_text())
-    for tamper in (lambda e: e["run"]["totals"].update(total_cycles=1),
-                   lambda e: e["run"]["layers"][0].update(cycles=float("nan")),
-                   lambda e: e.update(run={}),
-                   lambda e: e["run"].update(layers="x")):
+    tampers: list[Callable[[Any], None]] = [
+        lambda e: e["run"]["totals"].update(total_cycles=1),
+        lambda e: e["run"]["layers"][0].update(cycles=float("nan")),
+        lambda e: e.update(run={}),
+        lambda e: e["run"].update(layers="x"),
+    ]
+    for tamper in tampers:
         bad = json.loads(json.dumps(entry))
         tamper(bad)
         entry_path.write_text(json.dumps(bad))
