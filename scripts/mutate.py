@@ -1,0 +1,178 @@
+"""Break the code on purpose, one promise at a time, and check that the suite notices.
+
+Each mutation below breaks one guarantee of the README (or one the issues asked for) in a
+private copy of the repository and runs the tests that should catch it.  A mutation is
+*killed* when those tests fail, *survived* when they pass (the suite does not protect that
+promise).  The unmutated copy must pass the same tests first.
+
+    python scripts/mutate.py            # all mutations, a table at the end (about 5 minutes)
+    python scripts/mutate.py umask nan  # only those whose name contains a word given
+
+It never touches the working tree: each run copies the files git knows (as they are on disk)
+into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation("write-in-place", "baselines are written atomically, never half-written",
+             "pytest_ethosu/files.py", "        os.replace(tmp, path)\n",
+             "        path.write_bytes(raw)\n        os.unlink(tmp)\n",
+             ("tests/test_rules.py",)),
+    Mutation("write-after-failed-test", "--ethosu-update writes a baseline only once its test has passed",
+             "pytest_ethosu/session.py", "            if passed and pending.verdict.write:",
+             "            if pending.verdict.write:",
+             ("tests/test_gate.py::test_update_writes_nothing_when_the_test_fails_after_its_check",)),
+    Mutation("per-metric-ignored", "per-metric tolerances override the default",
+             "pytest_ethosu/compare.py", "        return self.per_metric.get(metric, self.default)",
+             "        return self.default", ("tests/test_rules.py", "tests/test_gate.py::test_call_tolerance_beats_the_marker")),
+    Mutation("call-rtol-ignored", "a tolerance in the call beats the marker",
+             "pytest_ethosu/fixture.py", '[{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,',
+             '[{"rtol": None, "atol": atol, "tolerances": tolerances}, self._marker,',
+             ("tests/test_gate.py::test_call_tolerance_beats_the_marker",)),
+    Mutation("nan-tolerance", "tolerances are finite numbers >= 0",
+             "pytest_ethosu/compare.py", "    if isinstance(value, bool) or not math.isfinite(number) or number < 0:",
+             "    if isinstance(value, bool):", ("tests/test_rules.py",)),
+    Mutation("cpu-fallback-passes", "a move to the CPU always fails",
+             "pytest_ethosu/compare.py", '        return [c for c in self.changes if c.kind in ("regressed", "to_cpu")]',
+             '        return [c for c in self.changes if c.kind == "regressed"]',
+             ("tests/test_rules.py", "tests/test_gate.py::test_cpu_fallback_always_fails")),
+    Mutation("missing-passes", "a missing baseline fails with the command that creates it",
+             "pytest_ethosu/gate.py", "        return Verdict(Status.MISSING, None, write=False, failure=Failure.MISSING)",
+             "        return Verdict(Status.MISSING, None, write=False)",
+             ("tests/test_rules.py", "tests/test_gate.py::test_create_then_pass_then_unchanged")),
+    Mutation("broken-baseline-overwritten", "a broken baseline is never overwritten, not even by --ethosu-update",
+             "pytest_ethosu/fixture.py", "        stored = baseline.load(path) if path.exists() else None",
+             "        try:\n            stored = baseline.load(path) if path.exists() else None\n"
+             "        except Exception:\n            stored = None",
+             ("tests/test_gate.py::test_corrupt_baseline_is_reported_and_kept",)),
+    Mutation("nan-in-baseline", "numbers in a baseline are finite, or the file is named",
+             "pytest_ethosu/baseline.py", "    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):",
+             "    if False:", ("tests/test_rules.py",)),
+    Mutation("unused-follows-links", "unused-baseline deletion never leaves the baseline directory",
+             "pytest_ethosu/baseline.py", "os.walk(root, followlinks=False)", "os.walk(root, followlinks=True)",
+             ("tests/test_gate.py::test_baselines_of_deleted_tests_are_found_in_a_full_run",)),
+    Mutation("unused-not-found", "baselines of deleted tests are reported in a full run",
+             "pytest_ethosu/session.py", "        if self.full_run and self.collected and root.is_dir():",
+             "        if False:", ("tests/test_gate.py::test_baselines_of_deleted_tests_are_found_in_a_full_run",)),
+    Mutation("umask-ignored", "files honour the umask",
+             "pytest_ethosu/files.py", "        os.chmod(tmp, 0o666 & ~_umask())\n", "", ("tests/test_rules.py",)),
+    Mutation("cache-unchecked", "cache entries are checked on read",
+             "pytest_ethosu/vela/__init__.py", "            if layers and not math.isclose(",
+             "            if False and not math.isclose(", ("tests/test_cache.py",)),
+    Mutation("cache-clears-anything", "--cache-clear deletes only the plugin's own cache",
+             "pytest_ethosu/cache.py", "    if not is_cache_dir(path):\n        return False\n", "",
+             ("tests/test_cache.py::test_cache_clear_only_removes_a_directory_the_plugin_made",)),
+    Mutation("cache-key-without-plugin", "the cache key covers the plugin's version",
+             "pytest_ethosu/cache.py", '"plugin": plugin_version()}', '}',
+             ("tests/test_cache.py::test_key_covers_the_plugin_and_vela_versions",)),
+    Mutation("console-not-captured", "Vela's console output is captured and shown only for failures",
+             "pytest_ethosu/vela/engine.py", "    os.dup2(log.fileno(), 1)\n    os.dup2(log.fileno(), 2)\n", "",
+             ("tests/test_options.py::test_vela_console_is_captured_not_printed",)),
+    Mutation("crash-retried", "a model that crashed Vela is not fed to it again",
+             "pytest_ethosu/estimator.py", "        if key[:2] in self._crashed:", "        if False:",
+             ("tests/test_isolation.py::test_crashed_model_is_not_fed_to_vela_again",)),
+    Mutation("stale-reply", "an interrupted exchange leaves no stale reply",
+             "pytest_ethosu/worker.py", "            self.close(kill=True)  # a half-finished exchange",
+             "            pass  # a half-finished exchange",
+             ("tests/test_isolation.py::test_interrupted_exchange_leaves_no_stale_reply",)),
+    Mutation("no-timeout", "a hung Vela is stopped after the time limit",
+             "pytest_ethosu/worker.py", "            reply = self._expect(proc, request_id, deadline)",
+             "            reply = self._expect(proc, request_id, None)",
+             ("tests/test_isolation.py::test_timeout_kills_the_worker",)),
+    Mutation("start-retried", "a worker that cannot start is reported once, not retried per test",
+             "pytest_ethosu/worker.py", "        if self._start_error is not None:\n            raise WorkerStartError(self._start_error)\n",
+             "", ("tests/test_isolation.py::test_start_failure_is_reported_once_and_not_retried",)),
+    Mutation("no-structure-check", "truncated models are refused before Vela sees them",
+             "pytest_ethosu/vela/tflite.py", "    check_buffers(model, len(data))\n", "",
+             ("tests/test_estimate.py::test_directory_and_truncated",)),
+    Mutation("reads-fifo", "only regular files are read",
+             "pytest_ethosu/estimator.py", "    if not stat.S_ISREG(info.st_mode):", "    if False:",
+             ("tests/test_estimate.py::test_only_regular_files_are_read",)),
+    Mutation("match-by-position", "an inserted layer reads as added, not as a cascade",
+             "pytest_ethosu/compare.py", "    named, pairs = _align(base, now, (*ops, \"name\"))",
+             "    return list(zip(base, now, strict=False))\n    named, pairs = _align(base, now, (*ops, \"name\"))",
+             ("tests/test_units.py", "tests/test_gate.py::test_layer_added_removed_renamed")),
+    Mutation("no-drift-note", "another Vela, core or target is reported as drift",
+             "pytest_ethosu/compare.py", "    if old_c != new_c:", "    if False:",
+             ("tests/test_rules.py", "tests/test_gate.py::test_core_change_is_reported")),
+    Mutation("generated-names", "baselines do not depend on the worker's history",
+             "pytest_ethosu/vela/engine.py", "    return core, normalise_generated_names(rows)", "    return core, rows",
+             ("tests/test_rules.py::test_generated_names_do_not_depend_on_the_workers_history",)),
+    Mutation("warning-in-plugin", "EthosuWarning points at the user's test",
+             "pytest_ethosu/fixture.py", "stacklevel=3)", "stacklevel=1)",
+             ("tests/test_estimate.py::test_warning_points_at_the_test",)),
+)
+
+
+def copy_repository(target: Path) -> None:
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def run_tests(copy: Path, tests: tuple[str, ...]) -> int:
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist", *tests]
+    return subprocess.run(command, cwd=copy, capture_output=True, timeout=900).returncode
+
+
+def main(words: list[str]) -> int:
+    chosen = [m for m in MUTATIONS if not words or any(w in m.name for w in words)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ethosu-mutate-") as directory:
+        copy = Path(directory)
+        copy_repository(copy)
+        for mutation in chosen:
+            path = copy / mutation.path
+            original = path.read_text()
+            if original.count(mutation.old) != 1:
+                rows.append((mutation.name, "NOT APPLIED (the code moved)", mutation.promise))
+                continue
+            if run_tests(copy, mutation.tests) != 0:
+                rows.append((mutation.name, "TESTS FAIL UNMUTATED", mutation.promise))
+                continue
+            path.write_text(original.replace(mutation.old, mutation.new))
+            started = time.monotonic()
+            try:
+                code = run_tests(copy, mutation.tests)
+            finally:
+                path.write_text(original)
+            verdict = "killed" if code == 1 else ("SURVIVED" if code == 0 else f"error (exit {code})")
+            rows.append((mutation.name, f"{verdict} ({time.monotonic() - started:.0f} s)", mutation.promise))
+            print(f"{mutation.name}: {verdict}", flush=True)
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, verdict, promise in rows:
+        print(f"{name:<{width}}  {verdict:<16}  {promise}")
+    killed = sum(r[1].startswith("killed") for r in rows)
+    print(f"\n{killed} of {len(rows)} mutations killed")
+    return 0 if killed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
