@@ -31,7 +31,7 @@ from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
 from .fixture import item_state_key
 from .gate import Status, after_test
-from .settings import Settings
+from .settings import Settings, two_word_paths
 from .vela import expected_core, vela_version
 
 
@@ -56,6 +56,10 @@ class EthosuSession:
         self.deleted: list[Path] = []
         self.output_errors: list[str] = []
         settings = self.settings
+        for words in two_word_paths(list(config.invocation_params.args)) if not self.is_worker else ():
+            self.output_errors.append(
+                f"{words}: write it as {words.replace(' ', '=', 1)}. Given as two words, pytest may take "
+                f"the path for a test path when it looks for the rootdir (it chose {self.rootdir}).")
         if (config.getoption("cacheclear", False) and not self.is_worker and settings.cache_dir is not None
                 and not settings.cache_owned and settings.cache_dir.exists()
                 and not cache.clear(settings.cache_dir)):
@@ -202,7 +206,8 @@ class EthosuSession:
             if status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED):
                 self.counts[status.value] += 1
             if pending.name:
-                item.user_properties.append((f"ethosu[{pending.name}]", json.dumps({
+                shown = pending.name.encode("utf-8", "backslashreplace").decode("utf-8")  # xdist sends UTF-8
+                item.user_properties.append((f"ethosu[{shown}]", json.dumps({
                     k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
                                                    "cpu_ops", "status", "delta_percent")})))
             self.records.append(pending.record)

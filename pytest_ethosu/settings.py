@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from .target import SETTINGS
 
 SUMMARY_MODES = ("none", "short", "full")
 DEFAULT_TIMEOUT = 300.0
+
+#: Options that take a path: written as two words, pytest may take the path for a test path
+#: while it looks for the rootdir, before it knows the plugin's options.
+PATH_OPTIONS = ("--ethosu-json", "--ethosu-markdown", "--ethosu-baseline-dir", "--ethosu-cache-dir",
+                "--ethosu-vela-config")
 
 #: Command-line options that change an estimate or where its baseline lives: an accept command
 #: printed for a failure repeats those the run was given.
@@ -86,6 +92,11 @@ def replayed_options(args: list[str]) -> list[str]:
     return kept
 
 
+def two_word_paths(args: list[str]) -> list[str]:
+    """Path options given as two words (``--ethosu-json out.json``)."""
+    return [f"{word} {args[i + 1]}" for i, word in enumerate(args[:-1]) if word in PATH_OPTIONS]
+
+
 @dataclass
 class Settings:
     rootdir: Path
@@ -133,6 +144,12 @@ class Settings:
                 # in pytest's cache directory, found as pytest finds it, created only when used
                 base = Path(os.path.expanduser(str(config.getini("cache_dir"))))
                 cache_dir, owned = (root / base).resolve() / "d" / "ethosu", True
+        vela_args = option_value(config, "--ethosu-vela-args", "ethosu_vela_args")
+        if isinstance(vela_args, str):
+            try:
+                shlex.split(vela_args)
+            except ValueError as exc:
+                raise pytest.UsageError(f"--ethosu-vela-args / ethosu_vela_args {vela_args!r}: {exc}") from None
         json_path = config.getoption("ethosu_json")
         markdown = config.getoption("ethosu_markdown") or os.environ.get("GITHUB_STEP_SUMMARY")
         return cls(

@@ -166,14 +166,20 @@ def test_tampered_entries_are_ignored_counted_and_replaced(estimators: tuple[Est
     assert json.loads(entry_path.read_text())["run"]["totals"]["total_cycles"] == fresh.total_cycles
 
 
-def test_key_covers_the_plugin_and_vela_versions(tmp_path: Path) -> None:
+def test_key_covers_the_plugin_and_vela_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytest_ethosu.cache as cache_module
+
     target = resolve([{}], tmp_path)
-    cache = EstimateCache(tmp_path / "c")
-    key = cache.key("0" * 64, target)
-    for field, value in (("plugin", "9.9.9"), ("vela", "0.0.1"), ("format", FORMAT + 1)):
-        other = EstimateCache(tmp_path / "c")
-        other._identity = {**other._identity, field: value}
-        assert other.key("0" * 64, target) != key, field
+    key = EstimateCache(tmp_path / "c").key("0" * 64, target)
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target) == key
+    monkeypatch.setattr(cache_module, "plugin_version", lambda: "9.9.9")
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module, "vela_version", lambda: "0.0.1")
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module, "FORMAT", FORMAT + 1)
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
 
 
 def test_unwritable_cache_warns_once_and_the_session_goes_on(project: pytest.Pytester) -> None:

@@ -74,14 +74,16 @@ def test_timeout_kills_the_worker(tmp_path: Path, model_dir: Path) -> None:
 
 
 def test_start_failure_is_reported_once_and_not_retried(tmp_path: Path, model_dir: Path) -> None:
-    worker = VelaWorker([sys.executable, "-c", "import sys; print('no vela here', file=sys.stderr); sys.exit(3)"])
+    attempts = tmp_path / "attempts"
+    worker = VelaWorker([sys.executable, "-c", f"import sys; open({str(attempts)!r}, 'a').write('x'); "
+                         "print('no vela here', file=sys.stderr); sys.exit(3)"])
     est = Estimator(tmp_path, tmp_path, timeout=10, worker=worker)
     target = resolve([{}], tmp_path)
     with pytest.raises(WorkerStartError, match="no vela here"):
         est.estimate(model_dir / "base.tflite", target)
     with pytest.raises(WorkerStartError, match="could not start"):
         est.estimate(model_dir / "wider.tflite", target)
-    assert worker.starts == 0
+    assert worker.starts == 0 and attempts.read_text() == "x"  # started once, not once per estimate
 
 
 def test_worker_of_another_protocol_is_refused(tmp_path: Path) -> None:
@@ -213,3 +215,27 @@ def test_session_goes_on_after_crashes(project: pytest.Pytester) -> None:
     result = project.runpytest("-p", "no:xdist", "-rf")
     result.assert_outcomes(failed=8, passed=1)
     assert sum("VelaCrash: models/crash_" in line and "killed by SIGSEGV" in line for line in result.outlines) == 8
+
+
+def test_pytest_timeout_mid_estimate_does_not_poison_the_session(project: pytest.Pytester) -> None:
+    """pytest-timeout interrupts a test while the parent waits for Vela: the next estimate in
+    the same process gets its own answer."""
+    project.makeconftest(INNER_CONFTEST)
+    (project.path / "models" / "sleep_3.tflite").write_bytes((project.path / "models" / "wider.tflite").read_bytes())
+    project.makepyfile(test_timeout="""
+        import pytest
+
+        @pytest.mark.timeout(1, method="signal")
+        def test_interrupted(ethosu_perf):
+            ethosu_perf.estimate("models/sleep_3.tflite")
+
+        def test_next(ethosu_perf):
+            import time
+            time.sleep(3)  # the interrupted job would have answered by now
+            result = ethosu_perf.estimate("models/extra.tflite")
+            assert result.model == "models/extra.tflite"
+            assert "net/extra" in [layer.name for layer in result.layers]  # not wider.tflite's answer
+    """)
+    result = project.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*Failed: Timeout*"])

@@ -230,3 +230,34 @@ def test_vela_console_is_captured_not_printed(repo: pytest.Pytester) -> None:
     assert out.count("Network summary for base") == 1  # only in the section, never live
     result.stdout.fnmatch_lines(["VelaError: models/wider.tflite: Vela could not compile it*",
                                  "*unrecognized arguments: --no-such-option*"])
+
+
+def test_path_options_written_as_two_words_are_flagged(repo: pytest.Pytester) -> None:
+    run(repo, "--ethosu-update").assert_outcomes(passed=1)
+    result = run(repo, "--ethosu-json", "out.json")
+    result.stdout.fnmatch_lines(["ethosu: --ethosu-json out.json: write it as --ethosu-json=out.json. *rootdir*"])
+    assert "write it as" not in run(repo, "--ethosu-json=out.json").stdout.str()
+
+
+def test_unbalanced_quote_in_vela_args_is_a_usage_error(repo: pytest.Pytester) -> None:
+    result = run(repo, "--ethosu-vela-args=--optimise 'Size")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ethosu-vela-args / ethosu_vela_args \"--optimise 'Size\": No closing quotation*"])
+
+
+@pytest.mark.parametrize("mode", [["-p", "no:xdist"], ["-n", "2"]], ids=["serial", "xdist"])
+def test_names_that_are_not_utf8_are_written(repo: pytest.Pytester, mode: list[str]) -> None:
+    """A check name with a surrogate escape (from a non-UTF-8 file name) reaches the baseline, the
+    JSON report and the Markdown summary."""
+    repo.makepyfile(test_models="""
+        def test_net(ethosu_perf):
+            ethosu_perf("models/current.tflite", name="caf\\udce9")
+    """)
+    update = repo.runpytest("--ethosu-update", "--ethosu-json=r.json", "--ethosu-markdown=s.md", *mode)
+    update.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in update.stdout.str()
+    files = list((repo.path / "baselines").rglob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["name"] == "caf\udce9"
+    assert json.loads((repo.path / "r.json").read_text())["estimates"][0]["name"] == "caf\udce9"
+    assert "caf\\udce9" in (repo.path / "s.md").read_text()
+    repo.runpytest(*mode).assert_outcomes(passed=1)
