@@ -114,7 +114,7 @@ def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) ->
             result = ethosu_perf.estimate("models/cpu.tflite", accelerator="ethos-u55-128")
             assert [f.kind for f in result.advice()].count("sram_budget") == 1
     """)
-    on = project.runpytest("-p", "no:xdist", "--ethosu-json", "r.json")
+    on = project.runpytest("-p", "no:xdist", "--ethosu-json=r.json")
     on.assert_outcomes(passed=1)
     on.stdout.fnmatch_lines(["advice (--ethosu-no-advice turns it off):", "*cpu fallback: layer * Custom*",
                              "  sram budget:", "    13280 bytes of SRAM", "    -> our board has 8 KiB"])

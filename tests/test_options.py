@@ -63,7 +63,7 @@ def test_summary_none(repo: pytest.Pytester) -> None:
 
 
 def test_baseline_dir_option(repo: pytest.Pytester) -> None:
-    run(repo, "--ethosu-update", "--ethosu-baseline-dir", "perf/baselines").assert_outcomes(passed=1)
+    run(repo, "--ethosu-update", "--ethosu-baseline-dir=perf/baselines").assert_outcomes(passed=1)
     assert baseline_file(repo, "perf/baselines").is_file()
     assert not (repo.path / "baselines").exists()
     repo.makeini("[pytest]\nethosu_baseline_dir = perf/baselines\n")

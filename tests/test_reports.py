@@ -35,7 +35,7 @@ def test_eight_estimates_once_each_with_and_without_xdist(eight: pytest.Pytester
     step_summary = eight.path / "step_summary.md"
     step_summary.write_text("# earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    parallel = eight.runpytest("-n", "2", "--ethosu-json", "report.json")
+    parallel = eight.runpytest("-n", "2", "--ethosu-json=report.json")
     parallel.assert_outcomes(passed=8)
     table = summary_table(parallel.stdout.str())
     assert len(table) == 2 + 8  # header, rule, one row per estimate
@@ -62,8 +62,8 @@ def test_json_of_a_regression_and_github_annotation(eight: pytest.Pytester,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     (eight.path / "models" / "base.tflite").write_bytes((eight.path / "models" / "wider.tflite").read_bytes())
-    result = eight.runpytest("-p", "no:xdist", "-k", "base and u55", "--ethosu-json", "out/r.json",
-                             "--ethosu-markdown", "summary.md")
+    result = eight.runpytest("-p", "no:xdist", "-k", "base and u55", "--ethosu-json=out/r.json",
+                             "--ethosu-markdown=summary.md")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["::error file=test_m.py,line=3,title=Ethos-U regression%3A models/base.tflite "
                                  "on ethos-u55-128::test_m.py::test_m*network total_cycles +*"])
@@ -79,7 +79,7 @@ def test_plain_estimates_are_rows_too(project: pytest.Pytester) -> None:
         def test_plain(ethosu_perf):
             ethosu_perf.estimate("models/base.tflite", accelerator="ethos-u85-512")
     """)
-    result = project.runpytest("-p", "no:xdist", "--ethosu-json", "r.json")
+    result = project.runpytest("-p", "no:xdist", "--ethosu-json=r.json")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["test_plain *base.tflite*ethos-u85-512*no baseline"])
     entry = json.loads((project.path / "r.json").read_text())["estimates"][0]
