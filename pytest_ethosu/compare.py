@@ -198,6 +198,30 @@ class Comparison:
     def total_delta(self, metric: str = "total_cycles") -> Change | None:
         return next((c for c in self.changes if c.layer is None and c.metric == metric), None)
 
+    def headline_change(self) -> Change | None:
+        """The change a person should read first: a move to the CPU, else the network's cycles
+        if they regressed, else the worst regression; under strict mode, failing without a
+        regression, the largest improvement or layer change."""
+        for changes in (self.regressions, self.improvements):
+            if not changes:
+                continue
+            to_cpu = [c for c in changes if c.kind == "to_cpu"]
+            totals = [c for c in changes if c.layer is None]
+            cycles = [c for c in totals if c.metric == "total_cycles"]
+            return (to_cpu or cycles or worst_first(totals) or worst_first(changes))[0]
+        structural = [c for c in self.structural if c.kind != "renamed"]
+        return structural[0] if structural else None
+
+
+def worst_first(changes: Sequence[Change]) -> list[Change]:
+    """Changes in the order people should read them: moves to the CPU, then cycles before other
+    metrics, then the largest relative change (new layers count as infinitely large)."""
+    def size(change: Change) -> float:
+        percent = change.percent
+        return abs(percent) if percent is not None else math.inf
+    return sorted(changes, key=lambda c: (c.kind != "to_cpu", c.metric not in ("cycles", "total_cycles"),
+                                          -size(c), -abs(c.delta), c.layer if c.layer is not None else -1))
+
 
 def _verdict(metric: str, base: float, now: float, tol: Tolerance) -> str | None:
     allowed = tol.allowed(base)
@@ -226,14 +250,35 @@ def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], 
     return equal, pairs
 
 
+def operator_key(name: str) -> str:
+    """An operator name as both Vela cores (and TOSA) would agree on it: ``CONV_2D``,
+    ``Conv2D`` and ``conv2d`` are one operator."""
+    return name.replace("_", "").lower()
+
+
+def _keyed(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{**layer, "op": operator_key(str(layer["op"])), "npu_op": operator_key(str(layer["npu_op"]))}
+            for layer in layers]
+
+
 def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
                  ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
     """Pair baseline layers with new ones; None on one side marks an added or removed layer.
 
-    Same operator sequence: pair by position.  Otherwise align on operator and name, which
-    places an inserted layer exactly; when most names changed (a re-export), align on the
-    operators alone.
+    Operator names are compared in a spelling both cores share (``operator_key``).  Same
+    operator sequence: pair by position.  Otherwise align on operator and name, which places an
+    inserted layer exactly; when most names changed (a re-export), align on the operators alone.
     """
+    keyed_base, keyed_now = _keyed(base), _keyed(now)
+    originals = {id(k): layer for k, layer in zip(keyed_base, base, strict=True)}
+    originals.update({id(k): layer for k, layer in zip(keyed_now, now, strict=True)})
+    pairs = _match(keyed_base, keyed_now)
+    return [(None if old is None else originals[id(old)], None if new is None else originals[id(new)])
+            for old, new in pairs]
+
+
+def _match(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
+           ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
     ops = ("op", "npu_op")
     if [tuple(layer[k] for k in ops) for layer in base] == [tuple(layer[k] for k in ops) for layer in now]:
         return list(zip(base, now, strict=False))
@@ -273,6 +318,12 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
         kind = _verdict(metric, old_totals[metric], new_totals[metric], tol)
         changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],
                               tolerance=tol.describe()))
+    if baseline["estimator"].get("core") != now["estimator"].get("core"):
+        # the cores split and name layers differently: only the network's figures compare
+        changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
+        notes = [*drift(baseline["estimator"], now["estimator"]),
+                 "layers are not compared across cores; the network's totals are"]
+        return Comparison(tuple(changes), tuple(notes), changed_model, ())
     pairs = match_layers(baseline["layers"], now["layers"])
     deltas = tuple((None if old is None else old["index"], None if new is None else new["index"],
                     None if old is None else old["cycles"], None if new is None else new["cycles"])

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from tabulate import tabulate
 
 from .baseline import estimator_identity
-from .compare import Change, Comparison
+from .compare import Change, Comparison, worst_first
 from .gate import Status
 from .result import EstimateResult
 
@@ -48,7 +48,8 @@ class Record(TypedDict):
     baseline: str | None  # the baseline file, relative to the rootdir
     drift: list[str]
     regressions: list[dict[str, Any]]  # the worst changes beyond tolerance (Change.to_dict)
-    headline: str
+    headline: str  # what failed, in one sentence ("" when nothing did)
+    change: str  # the headline change, short: "npu_cycles +126.4%", "layer 4 cycles +259.7%"
     advice: list[dict[str, Any]]  # the advisor's findings (Finding.to_dict)
     top_layers: list[dict[str, Any]]
     detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
@@ -93,6 +94,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
     every layer and the whole comparison.
     """
     total = comparison.total_delta() if comparison else None
+    worst = comparison.headline_change() if comparison else None
     top = sorted(result.layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
     record: Record = {
         "test": nodeid,
@@ -116,8 +118,9 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         "delta_percent": total.percent if total else None,
         "baseline": baseline_file,
         "drift": list(comparison.drift) if comparison else [],
-        "regressions": [c.to_dict() for c in comparison.regressions[:TOP_LAYERS]] if comparison else [],
+        "regressions": [c.to_dict() for c in worst_first(comparison.regressions)[:TOP_LAYERS]] if comparison else [],
         "headline": headline(comparison) if comparison and comparison.regressions else "",
+        "change": short_change(worst) if worst is not None else "",
         "advice": [finding.to_dict() for finding in result.findings],
         "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
@@ -136,28 +139,44 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
     return record
 
 
+def _scope(change: Change) -> str:
+    return "network" if change.layer is None else f"layer {change.layer} ({change.op})"
+
+
+def short_change(change: Change) -> str:
+    """A change in a few words, for the summary's status column."""
+    if change.kind == "to_cpu":
+        return "moved to the CPU"
+    if change.kind in ("added", "removed"):
+        return f"layer {change.layer} {change.kind}"
+    where = "" if change.layer is None else f"layer {change.layer} "
+    return f"{where}{change.metric} {_pct(change)}"
+
+
 def headline(comparison: Comparison) -> str:
-    regressions = comparison.regressions
-    to_cpu = [c for c in regressions if c.kind == "to_cpu"]
-    if to_cpu:
+    """The failure's first line after the label: the headline change with its size and why."""
+    worst = comparison.headline_change()
+    if worst is None:
+        return "no change beyond tolerance"
+    if worst.kind == "to_cpu":
+        to_cpu = [c for c in comparison.regressions if c.kind == "to_cpu"]
         layers = [c for c in to_cpu if c.layer is not None]
         what = (f"{len(layers)} layer(s) now run on the CPU" if layers else
                 f"CPU operators {to_cpu[0].baseline} -> {to_cpu[0].now}")
         return (f"work moved from the NPU to the CPU: {what} (Vela does not estimate CPU time, so "
                 "NPU cycles can drop while inference gets slower)")
-    totals = [c for c in regressions if c.layer is None]
-    # the network's cycles lead when they regressed; otherwise the largest relative change
-    worst = max(totals or regressions, key=lambda c: (c.metric in ("total_cycles", "cycles"),
-                                                      c.percent or float("inf")))
-    scope = "network" if worst.layer is None else f"layer {worst.layer} ({worst.op})"
-    return (f"{scope} {worst.metric} {_pct(worst)} ({_fmt(worst.baseline)} -> {_fmt(worst.now)}), "
-            f"over the tolerance {worst.tolerance}")
+    if worst.kind in ("added", "removed"):
+        counts = {kind: sum(c.kind == kind for c in comparison.structural) for kind in ("added", "removed")}
+        return ("layers changed (--ethosu-strict fails on them): "
+                + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n))
+    text = (f"{_scope(worst)} {worst.metric} {_pct(worst)} ({_fmt(worst.baseline)} -> {_fmt(worst.now)}), "
+            f"{'over' if worst.kind == 'regressed' else 'beyond'} the tolerance {worst.tolerance}")
+    return text if worst.kind == "regressed" else f"improved beyond tolerance (--ethosu-strict fails on it): {text}"
 
 
 def change_table(changes: Sequence[Change], limit: int | None, name_width: int = 48) -> str:
     """Layer changes, largest increase first; ``limit`` None shows them all."""
-    ordered = sorted(changes, key=lambda c: (c.kind != "to_cpu", c.metric != "cycles", -abs(c.delta),
-                                             c.layer or 0))
+    ordered = worst_first(changes)
     shown = ordered if limit is None else ordered[:limit]
     rows = [[c.layer if c.layer is not None else "-", shorten(c.name, name_width), c.op,
              c.metric if c.kind in ("regressed", "improved") else c.kind.replace("_", " "),
@@ -173,7 +192,7 @@ def change_table(changes: Sequence[Change], limit: int | None, name_width: int =
 def failure_message(label: str, accept: str, comparison: Comparison, baseline_file: str,
                     verbosity: int, strict: bool) -> str:
     """One screen: headline, baseline file, offending layers, context and the accept command."""
-    lines = [f"ethosu: {label}: {headline(comparison) if comparison.regressions else 'changed (strict mode)'}",
+    lines = [f"ethosu: {label}: {headline(comparison)}",
              f"baseline: {baseline_file}"]
     totals = [c for c in comparison.regressions if c.layer is None and c.kind != "to_cpu"]
     if totals:
@@ -232,7 +251,10 @@ def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str
     """One estimate's row of the summary table, column header -> cell."""
     name_width = max(24, width // 3) if verbose <= 0 else 200
     status = STATUS_TEXT.get(record["status"], record["status"])
-    if record.get("delta_percent"):
+    change = record.get("change") or ""
+    if record["status"] in ("regressed", "improved") and change and not change.startswith("total_cycles"):
+        status += f" {change}"  # the metric that decided, as the failure message names it
+    elif record.get("delta_percent"):
         status += f" {record['delta_percent']:+.1f}%"
     test = record["test"].split("::", 1)[-1]
     if record["name"] not in ("default", ""):
