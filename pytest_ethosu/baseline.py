@@ -29,6 +29,8 @@ from .vela import LAYER_NUMBERS, LAYER_TEXT
 
 SCHEMA_VERSION = 1
 SUFFIX = ".json"
+OBTAINED_SUFFIX = ".obtained.json"  # what a failing check estimated, beside its baseline
+GITIGNORE = "# made by pytest-ethosu: what failing checks estimated, for diffing\n*" + OBTAINED_SUFFIX + "\n"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@\[\]-]")
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
@@ -151,9 +153,30 @@ def write(path: Path, document: dict[str, Any]) -> bool:
     return True
 
 
+def obtained_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(SUFFIX) + OBTAINED_SUFFIX)
+
+
+def write_obtained(path: Path, document: dict[str, Any], root: Path) -> Path:
+    """Write what a failing check estimated beside its baseline, for ``diff``; the baseline
+    directory gets a ``.gitignore`` for these files the first time."""
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, GITIGNORE)
+    obtained = obtained_path(path)
+    write_atomic(obtained, dumps(document))
+    return obtained
+
+
+def remove_obtained(path: Path) -> None:
+    obtained = obtained_path(path)
+    if obtained.is_file() and not obtained.is_symlink():
+        obtained.unlink()
+
+
 def is_baseline(path: Path) -> bool:
     """A regular file (not a link) that reads as a baseline of this plugin."""
-    if path.is_symlink() or not path.is_file():
+    if path.is_symlink() or not path.is_file() or path.name.endswith(OBTAINED_SUFFIX):
         return False
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -169,7 +192,7 @@ def find_baselines(root: Path) -> Iterator[Path]:
         dirs.sort()
         for name in sorted(files):
             path = Path(directory) / name
-            if name.endswith(SUFFIX) and is_baseline(path):
+            if name.endswith(SUFFIX) and not name.endswith(OBTAINED_SUFFIX) and is_baseline(path):
                 yield path
 
 

@@ -146,7 +146,7 @@ class Estimator:
         advise = self.advise and advise
         key = (loaded.sha256, target, advise)
         if key in self._memo:
-            return dataclasses.replace(self._memo[key], model=loaded.display)
+            return dataclasses.replace(self._memo[key], model=loaded.display, source="memo")
         if key[:2] in self._crashed:
             raise VelaCrash(f"{loaded.display}: {self._crashed[key[:2]]} (earlier in this session; "
                             "not retried)")
@@ -170,7 +170,7 @@ class Estimator:
         if fresh and self.cache is not None and cache_key:
             self.cache.put(cache_key, run, stored)
         result = dataclasses.replace(result, warnings=tuple(_model_warnings(loaded, run, result.cpu_ops)),
-                                     findings=findings)
+                                     findings=findings, source="vela" if cached is None else "cache")
         self._memo[key] = result
         return result
 

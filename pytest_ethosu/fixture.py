@@ -22,7 +22,7 @@ import pytest
 
 from . import baseline, report
 from .compare import Tolerances
-from .errors import ArgumentError, CheckFailed, EthosuWarning
+from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
 from .gate import Failure, Status, Verdict, decide
 from .result import EstimateResult
@@ -86,6 +86,13 @@ class EthosuPerf:
         """The target an estimate with these keywords would use."""
         _unknown("ethosu marker argument(s)", self._marker, MARKER_KEYS)
         _unknown("target keyword(s)", call, TARGET_KEYS)
+        fixed = call.get("accelerator")
+        if self._param_accelerator and fixed and str(fixed).lower() != self._param_accelerator.lower():
+            raise ArgumentError(
+                f"{self._item.nodeid} runs once per accelerator (--ethosu-accelerators, ethosu_accelerators or "
+                f"the marker's accelerators=), but this call fixes accelerator={fixed!r}. Drop accelerator= from "
+                "the call to follow the matrix, or mark the test @pytest.mark.ethosu(accelerator=...) to keep it "
+                "out of the matrix.")
         param = {"accelerator": self._param_accelerator}
         return resolve([call, param, self._marker, self._session.settings.target], self._session.rootdir)
 
@@ -126,6 +133,10 @@ class EthosuPerf:
         resolved = self.target(**target)
         self._names.add(name)
         result = self._estimate(model, resolved)
+        if result.precompiled:
+            raise ModelError(f"{result.model} was already compiled by Vela: its work sits in one 'ethos-u' "
+                             "operator that Vela cannot estimate, so a baseline would record 0 cycles. Check "
+                             "the model from before Vela (the converter's .tflite).")
         path = baseline.baseline_path(session.settings.baseline_root, nodeid, name)
         shown = session.relative(path)
         session.produced.add(str(path))
@@ -135,16 +146,23 @@ class EthosuPerf:
                          strict=session.settings.strict, drift_policy=session.settings.drift_policy)
         self._pend(name, path, document, result, verdict, shown)
         if verdict.failure is None:
+            if not verdict.write:
+                baseline.remove_obtained(path)  # a leftover of an earlier failure
             return result
+        try:  # beside the baseline, for diff: what this run estimated
+            obtained = session.relative(baseline.write_obtained(path, document, session.settings.baseline_root))
+        except OSError:
+            obtained = None
         label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
         accept = report.accept_command(nodeid, session.settings.replay)
         if verdict.failure is Failure.MISSING:
             raise CheckFailed(report.missing_message(label, accept, shown))
         assert verdict.comparison is not None
+        compare = f"\nthis run's estimate: {obtained} (diff it against the baseline)" if obtained else ""
         if verdict.failure is Failure.DRIFT:
-            raise CheckFailed(report.drift_message(label, accept, verdict.comparison, shown))
+            raise CheckFailed(report.drift_message(label, accept, verdict.comparison, shown) + compare)
         raise CheckFailed(report.failure_message(label, accept, verdict.comparison, shown,
-                                                 session.config.get_verbosity(), session.settings.strict))
+                                                 session.config.get_verbosity(), session.settings.strict) + compare)
 
     def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
               verdict: Verdict, shown: str | None) -> None:

@@ -49,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("ethosu_timeout", "seconds one Vela compilation may take (default: 300)")
     parser.addini("ethosu_drift", "when the Vela version, core or target options differ from the "
                   "baseline's: warn | fail | update (default: warn)")
+    group.addoption("--ethosu-layers", action="store_true", default=False,
+                    help="print every estimate's per-layer table (as vela --verbose-performance) in the summary")
     group.addoption("--ethosu-summary", dest="ethosu_summary", default="short", choices=SUMMARY_MODES,
                     help="end-of-session summary: none, short (default) or full")
     group.addoption("--ethosu-no-cache", action="store_true", default=False,
@@ -82,12 +84,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per accelerator of the marker's ``accelerators=`` or ``--ethosu-accelerators``."""
+    """One test per accelerator of the marker's ``accelerators=``, or of
+    ``--ethosu-accelerators`` / ``ethosu_accelerators`` for tests whose marker does not fix an
+    ``accelerator=`` (those keep their ids and baselines)."""
     if "ethosu_perf" not in metafunc.fixturenames:
         return
-    marker = next((m.kwargs["accelerators"] for m in metafunc.definition.iter_markers("ethosu")
-                   if "accelerators" in m.kwargs), None)
-    names = split_names(marker) if marker is not None else metafunc.config.stash[session_key].settings.accelerators
+    markers = list(metafunc.definition.iter_markers("ethosu"))
+    marker = next((m.kwargs["accelerators"] for m in markers if "accelerators" in m.kwargs), None)
+    if marker is not None:
+        names = split_names(marker)
+    elif any("accelerator" in m.kwargs for m in markers):
+        names = []
+    else:
+        names = metafunc.config.stash[session_key].settings.accelerators
     if names:
         metafunc.parametrize("ethosu_accelerator", names, ids=names, indirect=True)
 

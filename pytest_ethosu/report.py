@@ -52,6 +52,7 @@ class Record(TypedDict):
     change: str  # the headline change, short: "npu_cycles +126.4%", "layer 4 cycles +259.7%"
     advice: list[dict[str, Any]]  # the advisor's findings (Finding.to_dict)
     top_layers: list[dict[str, Any]]
+    source: str  # "vela", "cache" or "memo": who answered this time
     detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
 
 
@@ -60,11 +61,12 @@ TOP_LAYERS = 5
 
 
 def shorten(text: str, width: int) -> str:
-    """Cut the middle out of a long name, keeping both ends (layer names are paths)."""
+    """Cut a long name from the front, keeping its distinctive tail: layer names are paths
+    that share their beginnings (``MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6``) and
+    test ids end in their parameters."""
     if len(text) <= width or width < 5:
         return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return "…" + text[len(text) - (width - 1):]
 
 
 def _fmt(value: float | None) -> str:
@@ -79,10 +81,12 @@ def _pct(change: Change) -> str:
     return "new" if change.now else "-"
 
 
-def accept_command(nodeid: str, options: Sequence[str] = ()) -> str:
-    """The command that accepts a test's estimates: ``options`` are the run's own options that
-    shaped the estimate or say where baselines live, so the command works pasted verbatim."""
-    return " ".join(["pytest", "--ethosu-update", *map(shlex.quote, options), shlex.quote(nodeid)])
+def accept_command(nodeid: str | None, options: Sequence[str] = ()) -> str:
+    """The command that accepts a test's estimates (all of them without ``nodeid``):
+    ``options`` are the run's own options that shaped the estimates or say where baselines
+    live, so the command works pasted verbatim."""
+    words = ["pytest", "--ethosu-update", *options, *([nodeid] if nodeid else [])]
+    return " ".join(map(shlex.quote, words))
 
 
 def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: Status,
@@ -126,6 +130,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
                        for layer in top],
+        "source": result.source,
         "detail": None,
     }
     if detail:
@@ -281,48 +286,76 @@ def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 MEMORY_BOUND_SHOWN = 3
+SEEN = ("ok", "unchanged", "drift")  # passed against a baseline that existed: its advice was shown before
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    test = str(record["test"])
+    return test + (f" [{record['name']}]" if record["name"] not in ("", "default") else "")
+
+
+def _counted(items: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return ", ".join(f"{item} (x{n})" if n > 1 else item for item, n in counts.items())
 
 
 def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -> list[str]:
-    """The advisor's findings, one estimate after another; hot spots (which the top-layers table
-    already shows) only in full mode."""
-    lines = []
+    """The advisor's findings, grouped: the same advice for the same model and target is shown
+    once with the tests that share it, and the CPU fallbacks of an estimate become one line.
+    Unless ``full``: hot spots (the top-layers table's business) are left out, and only the
+    three costliest memory-bound layers of an estimate are shown."""
+    groups: dict[tuple[str, str, str], tuple[Mapping[str, Any], list[str], list[dict[str, Any]]]] = {}
     for r in records:
         findings = [f for f in r.get("advice", []) if full or f["kind"] != "hot_spot"]
-        hidden = 0
-        if not full:  # the three memory-bound layers that cost the most; -v lists them all
-            bound = [f for f in findings if f["kind"] == "memory_bound"]
-            keep = sorted(bound, key=lambda f: -f["figures"].get("share", 0))[:MEMORY_BOUND_SHOWN]
-            hidden = len(bound) - len(keep)
-            findings = [f for f in findings if f["kind"] != "memory_bound" or f in keep]
         if not findings:
             continue
-        lines.append(f"{r['test']}" + (f" [{r['name']}]" if r["name"] not in ("", "default") else "")
-                     + f" ({r['model'].rsplit('/', 1)[-1]} on {r['accelerator']}):")
+        key = (str(r.get("model_sha256") or r["model"]), r["accelerator"], repr(findings))
+        groups.setdefault(key, (r, [], findings))[1].append(_label(r))
+    lines = []
+    for r, tests, findings in groups.values():
+        shared = f"{tests[0]}" + (f" and {len(tests) - 1} more test(s)" if len(tests) > 1 else "")
+        lines.append(f"{r['model'].rsplit('/', 1)[-1]} on {r['accelerator']} ({shared}):")
+        fallback = [f for f in findings if f["kind"] == "cpu_fallback"]
+        if fallback:
+            reasons = _counted(str(f["figures"].get("reason", "")) for f in fallback)
+            lines.append(f"  cpu fallback: {len(fallback)} operator(s) on the CPU: {_counted(f['op'] for f in fallback)}")
+            lines.append(f"    reasons: {reasons}")
+            lines.append("    -> Vela does not estimate CPU time; replace them with operators the NPU supports "
+                         "(vela --supported-ops-report) or budget their CPU time")
+        bound = [f for f in findings if f["kind"] == "memory_bound"]
+        keep = bound if full else sorted(bound, key=lambda f: -f["figures"].get("share", 0))[:MEMORY_BOUND_SHOWN]
         for f in findings:
+            if f["kind"] == "cpu_fallback" or (f["kind"] == "memory_bound" and f not in keep):
+                continue
             where = f"layer {f['layer']} {f['op']}" if f["layer"] is not None else f["op"]
             name = shorten(f["name"], max(20, width // 3))
             lines.append(f"  {f['kind'].replace('_', ' ')}: {where} {name}".rstrip())
             lines.append(f"    {f['evidence']}")
             lines.append(f"    -> {f['suggestion']}")
-        if hidden:
-            lines.append(f"  ... and {hidden} more memory-bound layer(s) (-v lists them)")
+        if len(bound) > len(keep):
+            lines.append(f"  ... and {len(bound) - len(keep)} more memory-bound layer(s) (-v lists them)")
     return lines
 
 
 def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: int) -> str:
-    rows = []
+    """The costliest layers of the session; one row per layer of a model and target, with the
+    test that estimated it."""
+    rows: dict[tuple[str, str, int], tuple[float, Mapping[str, Any], Mapping[str, Any]]] = {}
     for r in records:
         for layer in r["top_layers"]:
-            rows.append((float(layer["cycles"]), r, layer))
-    rows.sort(key=lambda item: -item[0])
-    name_width = max(28, width - 60)
+            key = (str(r.get("model_sha256") or r["model"]), r["accelerator"], int(layer["index"]))
+            rows.setdefault(key, (float(layer["cycles"]), r, layer))
+    ranked = sorted(rows.values(), key=lambda item: -item[0])
+    name_width = max(24, (width - 70) // 2)
     return tabulate(
-        [[shorten(r["model"].rsplit("/", 1)[-1], 24), r["accelerator"], layer["index"], layer["op"],
-          shorten(layer["name"], name_width), f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}",
-          f"{layer['mac_utilization']:.1f}"] for _, r, layer in rows[:count]],
-        headers=["model", "accelerator", "layer", "operator", "name", "cycles", "% of net",
-                 "util %"], tablefmt="simple", disable_numparse=True)
+        [[shorten(_label(r).split("::", 1)[-1], name_width), shorten(r["model"].rsplit("/", 1)[-1], 24),
+          r["accelerator"], layer["index"], layer["op"], shorten(layer["name"], name_width),
+          f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}", f"{layer['mac_utilization']:.1f}"]
+         for _, r, layer in ranked[:count]],
+        headers=["test", "model", "accelerator", "layer", "operator", "name", "cycles", "% of net", "util %"],
+        tablefmt="simple", disable_numparse=True)
 
 
 @dataclass
@@ -336,45 +369,80 @@ class SessionSummary:
     deleted: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    update_command: str = "pytest --ethosu-update"  # with the run's own options
+
+
+LAYER_COLUMNS = (("#", "index"), ("Original Operator", "op"), ("NNG Operator", "npu_op"), ("Target", "placement"),
+                 ("Staging Usage", "staging_usage"), ("Op Cycles", "cycles"), ("NPU", "npu_cycles"),
+                 ("SRAM AC", "sram_access_cycles"), ("DRAM AC", "dram_access_cycles"),
+                 ("OnFlash AC", "on_chip_flash_access_cycles"), ("OffFlash AC", "off_chip_flash_access_cycles"),
+                 ("MAC Count", "macs"), ("Util% (MAC)", "mac_utilization"), ("Name", "name"))
+
+
+def layer_table(record: Mapping[str, Any]) -> str:
+    """One estimate's per-layer table (``--ethosu-layers``), from its record's detail."""
+    layers = (record.get("detail") or {}).get("layers", [])
+    rows = [[f"{layer[key]:.2f}" if key == "mac_utilization" else layer[key] for _, key in LAYER_COLUMNS]
+            for layer in layers]
+    return (f"{_label(record)}: {record['model']} on {record['accelerator']}, {record['total_cycles']:,} cycles\n"
+            + tabulate(rows, headers=[h for h, _ in LAYER_COLUMNS], tablefmt="simple", disable_numparse=True))
+
+
+def count_line(records: Sequence[Record], advisor_runs: int) -> str:
+    """Where the session's estimates came from; the parts add up to the whole."""
+    by = {source: sum(r.get("source", "vela") == source for r in records) for source in ("vela", "cache", "memo")}
+    return (f"ethosu: {len(records)} estimate(s); Vela ran {by['vela']} time(s), {by['cache']} answered from the cache"
+            + (f", {by['memo']} repeated an earlier estimate of this session" if by["memo"] else "")
+            + (f"; the advisor ran Vela {advisor_runs} more time(s) to check its advice" if advisor_runs else ""))
 
 
 def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int) -> list[str]:
-    """The terminal summary, line by line: the table, each regression's worst changes, the
-    costliest layers, the advice, notes, and what to do about missing, improved or unused
-    baselines.  ``mode`` ``none`` leaves out the tables, not the notes."""
+    """The terminal summary, line by line, as long as what needs attention.
+
+    Default: the table, each regression's worst changes, and the advice of estimates that are
+    new, changed or plain (what passed against an unchanged baseline had its advice shown
+    when that baseline was made: one line says how to see it again).  ``-v`` or ``full`` adds
+    the costliest layers, every finding and hot spots; ``-q`` keeps only the rows that need
+    attention; ``none`` prints nothing but errors."""
     records, counts = summary.records, summary.counts
     lines = [f"ethosu: {error}" for error in summary.errors]
-    if not records and not summary.deleted and not summary.unused:
+    if mode == "none" or (not records and not summary.deleted and not summary.unused):
         return lines
-    if mode != "none" and records:
-        lines.append(render_rows(summary.rows))
+    full = mode == "full" or verbosity > 0
+    if records:
+        rows = summary.rows
+        if verbosity < 0:
+            rows = [row for row, r in zip(summary.rows, records, strict=True) if r["status"] not in SEEN]
+        if rows:
+            lines.append(render_rows(rows))
         for record in (r for r in records if r["status"] == Status.REGRESSED):
-            lines += ["", f"{record['test']} [{record['name']}] regressed; worst changes:",
-                      render_rows(regression_rows(record))]
-        count = TOP_LAYERS if mode == "short" and verbosity <= 0 else 3 * TOP_LAYERS
-        lines += ["", f"layers that cost the most cycles (top {count}):", top_layers_table(records, count, width)]
-        advice = advice_lines(records, full=mode == "full" or verbosity > 0, width=width)
+            lines += ["", f"{_label(record)} regressed; worst changes:", render_rows(regression_rows(record))]
+        if full:
+            count = 3 * TOP_LAYERS
+            lines += ["", f"layers that cost the most cycles (top {count}):", top_layers_table(records, count, width)]
+        shown = records if full else [r for r in records if r["status"] not in SEEN]
+        advice = advice_lines(shown, full=full, width=width) if verbosity >= 0 else []
         if advice:
             lines += ["", "advice (--ethosu-no-advice turns it off):", *advice]
+        hidden = sum(bool(r.get("advice")) for r in records if r not in shown)
+        if hidden and verbosity >= 0:
+            lines.append(f"advice for {hidden} estimate(s) that passed unchanged is not repeated (-v shows it)")
     lines += [f"note: {note}" for note in sorted({note for r in records for note in r["drift"]})]
     improved = sum(r["status"] == Status.IMPROVED for r in records)
     if improved and not summary.update:
         lines.append(f"{improved} estimate(s) improved beyond tolerance: tighten their baselines with "
-                     "pytest --ethosu-update")
+                     f"{summary.update_command}")
     missing = sum(r["status"] == Status.MISSING for r in records)
     if missing:
-        lines.append(f"{missing} estimate(s) have no baseline: create them with pytest --ethosu-update")
+        lines.append(f"{missing} estimate(s) have no baseline: create them with {summary.update_command}")
     if records:
-        advisor = counts.get("advisor_runs", 0)
-        lines.append(f"ethosu: {len(records)} estimate(s); Vela ran {counts.get('vela_runs', 0)} time(s), "
-                     f"{counts.get('cache_hits', 0)} answered from the cache"
-                     + (f"; the advisor ran Vela {advisor} more time(s) to verify its advice" if advisor else ""))
+        lines.append(count_line(records, counts.get("advisor_runs", 0)))
     if summary.update:
         lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
                      f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")
         lines += [f"  deleted unused {path}" for path in summary.deleted]
     elif summary.unused:
-        lines.append(f"{len(summary.unused)} unused baseline(s) (delete them with pytest --ethosu-update):")
+        lines.append(f"{len(summary.unused)} unused baseline(s) (delete them with {summary.update_command}):")
         lines += [f"  {path}" for path in summary.unused]
     return lines
 

@@ -106,6 +106,10 @@ class EstimateResult:
     cpu_operators: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
     findings: tuple[Finding, ...] = field(default=())
+    precompiled: bool = False  # the input was already compiled by Vela: no NPU work to estimate
+    #: where the figures came from this time: "vela", "cache", or "memo" (an earlier estimate
+    #: of this session); not part of the result's value
+    source: str = field(default="vela", compare=False)
 
     def advice(self) -> list[Finding]:
         """The advisor's findings (empty when advice is turned off with --ethosu-no-advice)."""
@@ -133,6 +137,7 @@ class EstimateResult:
         data["cpu_operators"] = list(self.cpu_operators)
         data["warnings"] = list(self.warnings)
         data["findings"] = [finding.to_dict() for finding in self.findings]
+        del data["source"]
         return data
 
     @classmethod
@@ -142,6 +147,7 @@ class EstimateResult:
         values["cpu_operators"] = tuple(data.get("cpu_operators", ()))
         values["warnings"] = tuple(data.get("warnings", ()))
         values["findings"] = tuple(Finding(**f) for f in data.get("findings", ()))
+        values.pop("source", None)
         return cls(**values)
 
     def table(self, tablefmt: str = "simple") -> str:
@@ -207,4 +213,5 @@ def build_result(model: str, sha256: str, vela_version: str, config_names: tuple
         sram_used=int(totals["sram_used"]),
         dram_used=int(totals["dram_used"]),
         cpu_operators=cpu_operators,
+        precompiled=bool(precompiled),
     )

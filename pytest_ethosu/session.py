@@ -44,7 +44,8 @@ class EthosuSession:
         self.settings = Settings.from_config(config)
         self.rootdir = config.rootpath
         self.is_worker = hasattr(config, "workerinput")
-        self.detailed = self.settings.json_path is not None  # records carry every layer
+        # records carry every layer for the JSON report and the per-layer tables
+        self.detailed = self.settings.json_path is not None or self.settings.layers
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
         self.records: list[report.Record] = []
@@ -161,7 +162,7 @@ class EthosuSession:
             self.merge(json.loads(data))
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if self.is_worker or (self.settings.summary == "none" and not self.output_errors):
+        if self.is_worker:
             return
         import os
 
@@ -175,8 +176,11 @@ class EthosuSession:
         summary = report.SessionSummary(
             records=records, rows=self.summary_rows(records, width, config.get_verbosity()), counts=self.counts,
             update=self.settings.update, deleted=[self.relative(p) for p in self.deleted], unused=unused,
-            errors=self.output_errors)
+            errors=self.output_errors, update_command=report.accept_command(None, self.settings.replay))
         lines = report.summary_lines(summary, self.settings.summary, config.get_verbosity(), width)
+        if self.settings.layers:
+            for record in records:
+                lines += ["", report.layer_table(record)]
         if lines:
             tr.write_sep("=", "ethosu performance summary")
             for line in lines:

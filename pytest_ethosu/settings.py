@@ -116,6 +116,7 @@ class Settings:
     json_path: Path | None = None
     markdown_path: Path | None = None
     replay: list[str] = field(default_factory=list)
+    layers: bool = False  # print every estimate's per-layer table
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -170,4 +171,5 @@ class Settings:
             json_path=Path(json_path) if json_path else None,
             markdown_path=Path(markdown) if markdown else None,
             replay=replayed_options(list(config.invocation_params.args)),
+            layers=bool(config.getoption("ethosu_layers")),
         )

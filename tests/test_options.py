@@ -56,7 +56,14 @@ def test_summary_none(repo: pytest.Pytester) -> None:
     run(repo, "--ethosu-update").assert_outcomes(passed=1)
     short = run(repo)
     short.stdout.fnmatch_lines(["*ethosu performance summary*", "test_net *current.tflite*ethos-u55-128*ok",
-                                "layers that cost the most cycles (top 5):"])
+                                "advice for 1 estimate(s) that passed unchanged is not repeated (-v shows it)"])
+    assert "layers that cost the most cycles" not in short.stdout.str()
+    full = run(repo, "-v")
+    full.stdout.fnmatch_lines(["layers that cost the most cycles (top 15):", "advice (--ethosu-no-advice turns it off):",
+                               "*hot spot: layer *"])
+    terse = run(repo, "-q")
+    assert "test_net " not in terse.stdout.str()  # nothing needs attention: no rows
+    terse.stdout.fnmatch_lines(["ethosu: 1 estimate(s); Vela ran 0 time(s), 1 answered from the cache"])
     quiet = run(repo, "--ethosu-summary", "none")
     quiet.assert_outcomes(passed=1)
     assert "ethos-u55-128" not in quiet.stdout.str() and "layers that cost" not in quiet.stdout.str()

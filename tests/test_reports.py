@@ -19,7 +19,8 @@ def test_m(ethosu_perf, model):
 def summary_table(output: str) -> list[str]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "ethosu performance summary" in line)
-    end = lines.index("", start)
+    end = next(i for i in range(start + 1, len(lines))
+               if not lines[i] or lines[i].startswith(("ethosu:", "advice for", "note:")))
     return lines[start + 1:end]
 
 
