@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,10 @@ def _environment() -> jinja2.Environment:
 
 
 def _asset(name: str) -> str:
-    return resources.files("pytest_ethosu").joinpath(ASSETS, name).read_text(encoding="utf-8")
+    path = resources.files("pytest_ethosu").joinpath(ASSETS)
+    for part in name.split("/"):
+        path = path.joinpath(part)
+    return path.read_text(encoding="utf-8")
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -173,16 +176,19 @@ def _aligned(entries: Sequence[Mapping[str, Any]]) -> bool:
 
 def _comparison_metrics(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of a side-by-side table: one metric, one cell per estimate, with a bar scaled to the row."""
-    metrics = [("total cycles", lambda e: e["totals"]["total_cycles"], 0),
-               ("inference ms", lambda e: e["inference_ms"], 3),
-               ("MAC utilisation %", lambda e: e["mac_utilization"], 1),
-               ("NPU cycles", lambda e: e["totals"]["npu_cycles"], 0)]
-    metrics += [(text + " cycles", (lambda f: lambda e: e["totals"][f])(field), 0) for _k, field, text in AREAS
+    def total(field: str, scale: float = 1.0) -> Callable[[Mapping[str, Any]], float]:
+        return lambda e: float(e["totals"][field]) / scale
+
+    metrics: list[tuple[str, Callable[[Mapping[str, Any]], float], int]] = [
+        ("total cycles", total("total_cycles"), 0),
+        ("inference ms", lambda e: float(e["inference_ms"]), 3),
+        ("MAC utilisation %", lambda e: float(e["mac_utilization"]), 1),
+        ("NPU cycles", total("npu_cycles"), 0)]
+    metrics += [(text + " cycles", total(field), 0) for _key, field, text in AREAS
                 if any(e["totals"].get(field) for e in entries)]
-    metrics += [("SRAM used KiB", lambda e: e["totals"]["sram_used"] / 1024, 1),
-                ("DRAM used KiB", lambda e: e["totals"]["dram_used"] / 1024, 1),
-                ("NPU ops", lambda e: e["totals"]["npu_ops"], 0), ("CPU ops", lambda e: e["totals"]["cpu_ops"], 0),
-                ("layers", lambda e: len(e["layers"]), 0)]
+    metrics += [("SRAM used KiB", total("sram_used", 1024), 1), ("DRAM used KiB", total("dram_used", 1024), 1),
+                ("NPU ops", total("npu_ops"), 0), ("CPU ops", total("cpu_ops"), 0),
+                ("layers", lambda e: float(len(e["layers"])), 0)]
     rows = []
     for text, get, digits in metrics:
         values = [float(get(e)) for e in entries]
@@ -195,7 +201,7 @@ def _comparison_metrics(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, 
 def groups(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Side-by-side comparisons: the same model on several accelerators, and several estimates of
     one test (such as the example's 90- and 96-channel models)."""
-    result = []
+    result: list[dict[str, Any]] = []
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
         by_model[e["model_sha256"]].append(e)
