@@ -9,7 +9,7 @@ Also here, for the other places a picture helps:
 
 - ``mermaid_chart(entry)``: a Mermaid ``xychart-beta`` of the layers that moved, for the
   Markdown summary that GitHub renders;
-- ``pytest_html_extras(entries)``: pytest-html ``extras`` with a static SVG chart per estimate
+- ``extras_for_pytest_html(entries)``: pytest-html ``extras`` with a static SVG chart per estimate
   (pytest-html inserts extras with ``insertAdjacentHTML``, so scripts would not run there).
 """
 
@@ -162,8 +162,7 @@ def chart_data(entry: Mapping[str, Any]) -> dict[str, Any]:
     for finding in entry.get("findings", []):
         if finding["layer"] is not None and finding["layer"] in position:
             findings[str(position[finding["layer"]])].append(
-                {"kind": finding["kind"].replace("_", " "), "text": finding["suggestion"],
-                 "evidence": finding["evidence"]})
+                {"kind": finding["kind"].replace("_", " "), "text": finding["suggestion"]})
     data["findings"] = dict(findings)
     return data
 
@@ -366,7 +365,7 @@ def svg_chart(entry: Mapping[str, Any]) -> str:
         width=SVG_WIDTH, height=SVG_HEIGHT, bars=bars, title=f"{label(entry)} on {entry['accelerator']}")
 
 
-def pytest_html_extras(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def extras_for_pytest_html(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """pytest-html ``extras`` for one test's estimates (JSON report entries): per estimate a
     headline and a static SVG chart, as ``pytest_html.extras.html``.  Append them to
     ``report.extras`` in a ``pytest_runtest_makereport`` wrapper (pytest-html 4)."""

@@ -274,13 +274,13 @@ def test_mermaid_chart_of_the_moved_layers(sessions: dict[str, Path]) -> None:
     assert html_report.mermaid_chart(unchanged[0]) == ""
 
 
-def test_pytest_html_extras(sessions: dict[str, Path]) -> None:
+def test_extras_for_pytest_html(sessions: dict[str, Path]) -> None:
     pytest.importorskip("pytest_html")
     document = load(sessions["all"])
-    extras = html_report.pytest_html_extras(document["estimates"][:2])
+    extras = html_report.extras_for_pytest_html(document["estimates"][:2])
     assert [e["format_type"] for e in extras] == ["html", "html"]
     assert all("<svg" in e["content"] and "<script" not in e["content"] for e in extras)
-    regressed = html_report.pytest_html_extras([html_report.ordered(document)[0]])[0]["content"]
+    regressed = html_report.extras_for_pytest_html([html_report.ordered(document)[0]])[0]["content"]
     assert 'stroke="#d62728"' in regressed  # the moved layers are outlined
 
 
@@ -292,7 +292,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True) -> dict[str, Any]:
+def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True, height: int = 1000) -> dict[str, Any]:
     """Load the page from file://, fail on any console error or page error, keep a screenshot,
     and return what the DOM shows."""
     try:
@@ -309,7 +309,7 @@ def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True) -
     requests: list[str] = []
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": height})
         try:
             page = context.new_page()
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -359,7 +359,7 @@ def test_example_page_in_a_browser(example_report: Path, tmp_path: Path) -> None
     page_file = tmp_path / "example.html"
     page_file.write_text(html_report.render(document))
     screenshot = tmp_path / "html-report.png"
-    seen = open_in_browser(page_file, screenshot, full_page=False)
+    seen = open_in_browser(page_file, screenshot, full_page=False, height=1150)
     third = next(layer for layer in document["estimates"][0]["layers"] if layer["op"] == "Conv2D"
                  and layer["macs"] and layer["index"] > 2)
     assert seen["differTop"][:2] == [str(third["index"]), "Conv2D"]

@@ -87,7 +87,7 @@
                   ticks: { stepSize: 20, callback: function (v) { return v <= 100 ? v : ""; } } }
         },
         plugins: {
-          legend: { position: "top", labels: { boxWidth: 12 } },
+          legend: { position: "top", align: "start", labels: { boxWidth: 12 } },
           tooltip: {
             callbacks: {
               title: function (items) {
@@ -214,8 +214,11 @@
       afterDatasetsDraw: function (chart) {
         if (!top) return;
         var x = chart.scales.x.getPixelForValue(top.i), area = chart.chartArea, c = chart.ctx;
+        var same = top.cycles.every(function (c) { return c === top.cycles[0]; });
+        var macs = top.macs.slice(1).map(function (m) { return pct(m, top.macs[0]); }).filter(Boolean);
         var text = "layer " + first.index[top.i] + " " + first.op[top.i] + ": " +
-          top.cycles.map(num).join(" vs ") + " cycles, MAC util " +
+          (same ? "same cycles (" + num(top.cycles[0]) + ")" : top.cycles.map(num).join(" vs ") + " cycles") +
+          (macs.length ? ", MACs " + macs.join(" / ") : "") + ", MAC util " +
           top.util.map(function (u) { return fmt1.format(u) + "%"; }).join(" vs ");
         c.save();
         c.strokeStyle = "#6a3d9a"; c.lineWidth = 2; c.setLineDash([4, 3]);
@@ -245,7 +248,7 @@
                   ticks: { stepSize: 20, callback: function (v) { return v <= 100 ? v : ""; } } }
         },
         plugins: {
-          legend: { position: "top", labels: { boxWidth: 12 } },
+          legend: { position: "top", align: "start", labels: { boxWidth: 12 } },
           tooltip: { callbacks: {
             title: function (items) { var i = items[0].dataIndex; return "layer " + first.index[i] + " " + first.op[i]; },
             label: function (item) {
