@@ -6,11 +6,13 @@ Exit codes: 0 merged, 2 inputs refused or an output could not be written.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import merge
+from .settings import SUMMARY_MODES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     merging.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
     merging.add_argument("--markdown", type=Path, metavar="PATH",
                          help="append the Markdown summary here (with Mermaid charts of regressions)")
-    merging.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
+    merging.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
+    merging.add_argument("-v", "--verbose", action="count", default=0,
+                         help="more layers and findings in the summary, full names (as pytest -v)")
+    merging.add_argument("--summary", choices=SUMMARY_MODES, default="short",
+                         help="the summary, as --ethosu-summary: none, short (default) or full")
     args = parser.parse_args(argv)
 
     try:
@@ -59,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         print(f"merged {len(args.reports)} report(s): {len(document['estimates'])} estimate(s), "
               f"Vela {document['vela_version']}")
-        print("\n".join(merge.summary_lines(document["estimates"])))
+        width = shutil.get_terminal_size(fallback=(80, 24)).columns  # as pytest's: $COLUMNS, else 80 piped
+        width = width if width >= 40 else 80
+        print("\n".join(merge.summary_lines(document["estimates"], args.summary, args.verbose, width)))
     return status
 
 

@@ -152,6 +152,6 @@ class EthosuPerf:
         item = self._item
         location = (item.location[0], (item.location[1] or 0) + 1)
         record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
-                                    shown, self._session.detailed)
+                                    shown, self._session.wants_detail(verdict.status))
         self._state.pending.append(Pending(name, path, document, record, verdict))
         self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import jinja2
 
 ASSETS = "html_assets"
-INSTALL_HINT = "pip install 'pytest-ethosu[html]'"
+INSTALL_HINT = 'pip install "pytest-ethosu[html]"'
 
 # Memory areas in the order of the JSON report's layer fields: (key in the page data, field, label)
 AREAS = (

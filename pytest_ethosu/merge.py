@@ -8,7 +8,7 @@ Inputs that disagree are refused with ``MergeError``, naming the files.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +82,18 @@ def dumps(document: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The summary table of merged entries.  Everything that rebuilds summary *records* from JSON
-# report entries sits here, so the reporting can be swapped in one place.
+# The summary of merged entries.  Records are rebuilt from JSON report entries and handed to the
+# code that prints the terminal summary (``report.summary_lines``), so a merged summary is the
+# unsplit session's.
 
-def entry_record(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A summary record (as ``report.make_record`` makes it) rebuilt from a JSON report entry.
+DETAIL_KEYS = ("target", "estimator", "totals", "layers", "comparison")
 
-    Fields that hooks added to the session's records (``pytest_ethosu_result``) are not in the
-    JSON report, so the columns that conftest hooks add are not rebuilt.
+
+def entry_record(entry: Mapping[str, Any]) -> report.Record:
+    """The record ``report.make_record`` made for this estimate, rebuilt from its JSON report
+    entry, with the keys that ``pytest_ethosu_result`` hooks added (the entry's ``extra``).
+
+    The JSON report does not hold the test's line, so ``line`` is 0 (``file`` is the node id's).
     """
     totals = entry["totals"]
     comparison = entry.get("comparison")
@@ -97,38 +101,70 @@ def entry_record(entry: Mapping[str, Any]) -> dict[str, Any]:
                            c["tolerance"]) for c in (comparison or {}).get("changes", []))
     compared = Comparison(changes, tuple((comparison or {}).get("drift", [])),
                           bool((comparison or {}).get("model_changed")))
-    total = next((c for c in changes if c.layer is None and c.metric == "total_cycles"), None)
-    return {
-        "test": entry["test"], "name": entry["name"], "model": entry["model"],
-        "accelerator": entry["accelerator"], "total_cycles": totals["total_cycles"],
-        "inference_ms": entry["inference_ms"], "mac_utilization": entry["mac_utilization"],
-        "npu_ops": totals["npu_ops"], "cpu_ops": totals["cpu_ops"], "sram_used": totals["sram_used"],
-        "status": entry["status"], "baseline": entry["baseline"],
+    total = compared.total_delta()
+    total_cycles = float(totals["total_cycles"]) or 1.0
+    top = sorted(entry["layers"], key=lambda layer: (-float(layer["cycles"]), layer["index"]))[:report.TOP_LAYERS]
+    estimator = entry.get("estimator", {})
+    target = entry.get("target", {})
+    record: report.Record = {
+        "test": entry["test"], "file": entry["test"].split("::", 1)[0], "line": 0, "name": entry["name"],
+        "model": entry["model"], "model_sha256": entry["model_sha256"], "accelerator": entry["accelerator"],
+        "system_config": target.get("system_config"), "memory_mode": target.get("memory_mode"),
+        "vela_version": estimator.get("vela_version", ""), "core": estimator.get("core", ""),
+        "total_cycles": totals["total_cycles"], "inference_ms": entry["inference_ms"],
+        "mac_utilization": entry["mac_utilization"], "npu_ops": totals["npu_ops"], "cpu_ops": totals["cpu_ops"],
+        "sram_used": totals["sram_used"], "status": entry["status"], "baseline": entry["baseline"],
         "delta_percent": total.percent if total else None,
         "drift": list(compared.drift),
         "regressions": [c.to_dict() for c in compared.regressions[:report.TOP_LAYERS]],
         "headline": report.headline(compared) if compared.regressions else "",
-        "advice": entry.get("findings", []),
+        "advice": list(entry.get("findings", [])),
+        "top_layers": [{"index": layer["index"], "name": layer["name"], "op": layer["op"], "cycles": layer["cycles"],
+                        "share": 100.0 * float(layer["cycles"]) / total_cycles,
+                        "mac_utilization": layer["mac_utilization"]} for layer in top],
+        "detail": {key: entry[key] for key in DETAIL_KEYS if key in entry},
     }
+    record.update(entry.get("extra", {}))
+    return record
 
 
-def summary_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The session summary table of JSON report entries, as the terminal shows it (verbose widths)."""
-    records = [entry_record(e) for e in entries]
-    rows = [report.summary_row(record, 10_000, 1) for record in records]
-    lines = report.render_rows(rows).splitlines()
+#: ``pytest_ethosu_summary_row(config, record, row)``, called with ``config=None``
+SummaryRowHook = Callable[..., None]
+
+
+def summary_rows(records: Sequence[report.Record], width: int, verbosity: int,
+                 summary_row: SummaryRowHook | None = None) -> list[dict[str, Any]]:
+    rows = []
     for record in records:
-        if record["status"] == "regressed":
-            lines += ["", f"REGRESSED {record['test']}" + (f" [{record['name']}]" if record["name"] else "")
-                      + f": {record['headline']}"]
-            lines += report.render_rows(report.regression_rows(record)).splitlines()
-    return lines
+        row = report.summary_row(record, width, verbosity)
+        if summary_row is not None:
+            summary_row(config=None, record=record, row=row)
+        rows.append(row)
+    return rows
 
 
-def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True) -> str:
-    """The Markdown summary of merged entries, with a Mermaid chart per regressed estimate."""
+def summary_lines(entries: Sequence[Mapping[str, Any]], mode: str = "short", verbosity: int = 0, width: int = 80,
+                  summary_row: SummaryRowHook | None = None) -> list[str]:
+    """The end-of-session summary of JSON report entries, made by the code the terminal summary
+    uses: the same table, regressions, costliest layers and advice as one session that ran them
+    all.  Not known from the JSON: how often Vela ran, and unused baselines.
+
+    Columns that conftest hooks add live in conftest code the merge does not load: pass such a
+    hook as ``summary_row`` (it gets ``config=None``); the values it reads from the record
+    (``pytest_ethosu_result``'s additions) are in each entry's ``extra``.
+    """
     records = [entry_record(e) for e in entries]
-    text = report.markdown([report.summary_row(r, 10_000, 1) for r in records], records)
+    summary = report.SessionSummary(records=records, rows=summary_rows(records, width, verbosity, summary_row),
+                                    counts=None, update=False)
+    return report.summary_lines(summary, mode, verbosity, width)
+
+
+def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True,
+             summary_row: SummaryRowHook | None = None) -> str:
+    """The Markdown summary of merged entries (as the session writes it), with a Mermaid chart
+    per regressed estimate."""
+    records = [entry_record(e) for e in entries]
+    text = report.markdown(summary_rows(records, 10_000, 1, summary_row), records)
     if charts:
         from .html_report import markdown_charts
 

@@ -54,6 +54,9 @@ class Record(TypedDict):
     detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
 
 
+#: The keys the plugin puts in a record; any other key was added by a ``pytest_ethosu_result`` hook.
+RECORD_KEYS = frozenset(Record.__annotations__)
+
 FAILURE_ROWS = 10
 TOP_LAYERS = 5
 
@@ -309,7 +312,7 @@ class SessionSummary:
 
     records: list[Record]
     rows: list[dict[str, Any]]  # the summary table's rows, after the summary-row hooks
-    counts: Mapping[str, int]
+    counts: Mapping[str, int] | None  # Vela runs, cache hits, baselines written; None when unknown
     update: bool
     deleted: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
@@ -320,7 +323,7 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
     """The terminal summary, line by line: the table, each regression's worst changes, the
     costliest layers, the advice, notes, and what to do about missing, improved or unused
     baselines.  ``mode`` ``none`` leaves out the tables, not the notes."""
-    records, counts = summary.records, summary.counts
+    records, counts = summary.records, summary.counts or {}
     lines = [f"ethosu: {error}" for error in summary.errors]
     if not records and not summary.deleted and not summary.unused:
         return lines
@@ -342,7 +345,9 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
     missing = sum(r["status"] == Status.MISSING for r in records)
     if missing:
         lines.append(f"{missing} estimate(s) have no baseline: create them with pytest --ethosu-update")
-    if records:
+    if records and summary.counts is None:  # a merged report: how many times Vela ran is not recorded
+        lines.append(f"ethosu: {len(records)} estimate(s)")
+    elif records:
         advisor = counts.get("advisor_runs", 0)
         lines.append(f"ethosu: {len(records)} estimate(s); Vela ran {counts.get('vela_runs', 0)} time(s), "
                      f"{counts.get('cache_hits', 0)} answered from the cache"
@@ -374,7 +379,8 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
     ``model_changed``, ``changes`` (every gated total and every change beyond tolerance) and
     ``layer_deltas`` (each baseline layer with its match and both cycle counts), and
     ``findings``, the advisor's findings (``kind``, ``layer``, ``name``, ``op``, ``evidence``,
-    ``suggestion``, ``figures``).
+    ``suggestion``, ``figures``).  ``extra`` holds the keys that ``pytest_ethosu_result`` hooks
+    added to the estimate's record (``{}`` when none did).
     """
     estimates = []
     for record in records:
@@ -385,6 +391,7 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
             "status": record["status"], "baseline": record["baseline"],
             "inference_ms": record["inference_ms"], "mac_utilization": record["mac_utilization"],
             "findings": record["advice"],
+            "extra": {key: value for key, value in record.items() if key not in RECORD_KEYS},
             **detail,
         })
     return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}
