@@ -156,7 +156,7 @@ def summary_lines(entries: Sequence[Mapping[str, Any]], mode: str = "short", ver
     records = [entry_record(e) for e in entries]
     summary = report.SessionSummary(records=records, rows=summary_rows(records, width, verbosity, summary_row),
                                     counts=None, update=False)
-    return report.summary_lines(summary, mode, verbosity, width)
+    return "\n".join(report.summary_lines(summary, mode, verbosity, width)).splitlines()
 
 
 def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True,
