@@ -149,14 +149,14 @@ class EthosuPerf:
             if not verdict.write:
                 baseline.remove_obtained(path)  # a leftover of an earlier failure
             return result
-        try:  # beside the baseline, for diff: what this run estimated
-            obtained = session.relative(baseline.write_obtained(path, document, session.settings.baseline_root))
-        except OSError:
-            obtained = None
         label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
         accept = report.accept_command(nodeid, session.settings.replay)
         if verdict.failure is Failure.MISSING:
             raise CheckFailed(report.missing_message(label, accept, shown))
+        try:  # beside the baseline, for diff: what this run estimated
+            obtained = session.relative(baseline.write_obtained(path, document, session.settings.baseline_root))
+        except OSError:
+            obtained = None
         assert verdict.comparison is not None
         compare = f"\nthis run's estimate: {obtained} (diff it against the baseline)" if obtained else ""
         if verdict.failure is Failure.DRIFT:
@@ -170,6 +170,6 @@ class EthosuPerf:
         item = self._item
         location = (item.location[0], (item.location[1] or 0) + 1)
         record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
-                                    shown, self._session.detailed)
+                                    shown, self._session.wants_detail(verdict.status))
         self._state.pending.append(Pending(name, path, document, record, verdict))
         self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)

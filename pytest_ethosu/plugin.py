@@ -65,6 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write every estimate of the session (all layers, comparisons) to a JSON file")
     group.addoption("--ethosu-markdown", dest="ethosu_markdown", default=None, metavar="PATH",
                     help="append the summary as Markdown to PATH (default: $GITHUB_STEP_SUMMARY if set)")
+    group.addoption("--ethosu-html", dest="ethosu_html", default=None, metavar="PATH",
+                    help="write an HTML report with per-layer charts of every estimate to PATH "
+                         "(needs pytest-ethosu[html])")
+    parser.addini("ethosu_html", "write the HTML report to this file, relative to the rootdir")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -56,6 +56,9 @@ class Record(TypedDict):
     detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
 
 
+#: The keys the plugin puts in a record; any other key was added by a ``pytest_ethosu_result`` hook.
+RECORD_KEYS = frozenset(Record.__annotations__)
+
 FAILURE_ROWS = 10
 TOP_LAYERS = 5
 
@@ -364,7 +367,7 @@ class SessionSummary:
 
     records: list[Record]
     rows: list[dict[str, Any]]  # the summary table's rows, after the summary-row hooks
-    counts: Mapping[str, int]
+    counts: Mapping[str, int] | None  # Vela runs, cache hits, baselines written; None when unknown
     update: bool
     deleted: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
@@ -404,7 +407,7 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
     when that baseline was made: one line says how to see it again).  ``-v`` or ``full`` adds
     the costliest layers, every finding and hot spots; ``-q`` keeps only the rows that need
     attention; ``none`` prints nothing but errors."""
-    records, counts = summary.records, summary.counts
+    records, counts = summary.records, summary.counts or {}
     lines = [f"ethosu: {error}" for error in summary.errors]
     if mode == "none" or (not records and not summary.deleted and not summary.unused):
         return lines
@@ -435,7 +438,9 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
     missing = sum(r["status"] == Status.MISSING for r in records)
     if missing:
         lines.append(f"{missing} estimate(s) have no baseline: create them with {summary.update_command}")
-    if records:
+    if records and summary.counts is None:  # a merged report: how many times Vela ran is not recorded
+        lines.append(f"ethosu: {len(records)} estimate(s)")
+    elif records:
         lines.append(count_line(records, counts.get("advisor_runs", 0)))
     if summary.update:
         lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
@@ -464,7 +469,8 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
     ``model_changed``, ``changes`` (every gated total and every change beyond tolerance) and
     ``layer_deltas`` (each baseline layer with its match and both cycle counts), and
     ``findings``, the advisor's findings (``kind``, ``layer``, ``name``, ``op``, ``evidence``,
-    ``suggestion``, ``figures``).
+    ``suggestion``, ``figures``).  ``extra`` holds the keys that ``pytest_ethosu_result`` hooks
+    added to the estimate's record (``{}`` when none did).
     """
     estimates = []
     for record in records:
@@ -475,6 +481,7 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
             "status": record["status"], "baseline": record["baseline"],
             "inference_ms": record["inference_ms"], "mac_utilization": record["mac_utilization"],
             "findings": record["advice"],
+            "extra": {key: value for key, value in record.items() if key not in RECORD_KEYS},
             **detail,
         })
     return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}

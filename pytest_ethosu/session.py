@@ -44,8 +44,11 @@ class EthosuSession:
         self.settings = Settings.from_config(config)
         self.rootdir = config.rootpath
         self.is_worker = hasattr(config, "workerinput")
-        # records carry every layer for the JSON report and the per-layer tables
-        self.detailed = self.settings.json_path is not None or self.settings.layers
+        # pytest-html is asked for a report: each test's row gets its estimates' charts
+        self.pytest_html = bool(config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None))
+        # records carry every layer and the whole comparison (for the JSON and HTML reports and the per-layer tables)
+        self.detailed = (self.settings.json_path is not None or self.settings.html_path is not None
+                         or self.pytest_html or self.settings.layers)
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
         self.records: list[report.Record] = []
@@ -66,6 +69,11 @@ class EthosuSession:
                 and not cache.clear(settings.cache_dir)):
             self.output_errors.append(f"--cache-clear left {self.relative(settings.cache_dir)} alone: it is "
                                       "not a pytest-ethosu cache (no CACHEDIR.TAG from this plugin)")
+
+    def wants_detail(self, status: Status) -> bool:
+        """Whether an estimate's record carries every layer: for the JSON and HTML reports and
+        pytest-html, and for a regression's chart in the Markdown summary."""
+        return self.detailed or (self.settings.markdown_path is not None and status is Status.REGRESSED)
 
     @property
     def estimator(self) -> Estimator:
@@ -124,11 +132,17 @@ class EthosuSession:
             outcome.longrepr = f"{type(error).__name__}: {error}"
         if call.when != "call":
             return outcome
-        errors = self.finish_item(item, outcome.passed)
+        records, errors = self.finish_item(item, outcome.passed)
         if errors:
             outcome.outcome = "failed"
             outcome.longrepr = "\n".join(errors)
         outcome.user_properties = list(item.user_properties)
+        if self.pytest_html and records:
+            from .html_report import extras_for_pytest_html
+
+            # pytest-html 4's documented way: append to report.extras in a makereport wrapper
+            entries = report.json_report(records, "")["estimates"]
+            outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
         state = item.stash.get(item_state_key, None)
         if outcome.failed and not own and state is not None and state.logs:
             outcome.sections.append(("Captured Vela output", "\n".join(state.logs)))
@@ -148,12 +162,24 @@ class EthosuSession:
         records = self.sorted_records()
         if not records:
             return
-        if self.settings.json_path is not None:
-            document = report.json_report(records, vela_version())
-            self._write(self.settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
-        if self.settings.markdown_path is not None:
+        settings = self.settings
+        document = report.json_report(records, vela_version())
+        if settings.json_path is not None:
+            self._write(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        if settings.html_path is not None:
+            from .html_report import HtmlReportError, render
+
+            try:
+                self._write(settings.html_path, render(document))
+            except HtmlReportError as exc:
+                self.output_errors.append(f"could not write {settings.html_path}: {exc}")
+        if settings.markdown_path is not None:
+            from .html_report import markdown_charts
+
             rows = self.summary_rows(records, width=10_000, verbose=1)
-            self._write(self.settings.markdown_path, report.markdown(rows, records), append=True)
+            charts = markdown_charts([e for e in document["estimates"] if "layers" in e])
+            self._write(settings.markdown_path, report.markdown(rows, records) + (charts + "\n" if charts else ""),
+                        append=True)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -188,12 +214,14 @@ class EthosuSession:
 
     # -- after each test -------------------------------------------------------------------------
 
-    def finish_item(self, item: pytest.Item, passed: bool) -> list[str]:
-        """Write the test's pending baselines if it passed; return write errors."""
+    def finish_item(self, item: pytest.Item, passed: bool) -> tuple[list[report.Record], list[str]]:
+        """Write the test's pending baselines if it passed; return the test's records (their
+        status final) and write errors."""
         state = item.stash.get(item_state_key, None)
         if state is None:
-            return []
+            return [], []
         errors = []
+        records = []
         for pending in state.pending:
             changed: bool | None = None
             existed = pending.path is not None and pending.path.exists()
@@ -215,10 +243,11 @@ class EthosuSession:
                     k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
                                                    "cpu_ops", "status", "delta_percent")})))
             self.records.append(pending.record)
+            records.append(pending.record)
         if passed and not errors:
             self.passed_tests.add(item.nodeid)
         state.pending.clear()
-        return errors
+        return records, errors
 
     # -- end of session --------------------------------------------------------------------------
 

@@ -97,6 +97,25 @@ def two_word_paths(args: list[str]) -> list[str]:
     return [f"{word} {args[i + 1]}" for i, word in enumerate(args[:-1]) if word in PATH_OPTIONS]
 
 
+def html_report_path(config: pytest.Config) -> Path | None:
+    """``--ethosu-html`` (relative to the current directory, like ``--ethosu-json``) or the ini
+    key ``ethosu_html`` (relative to the rootdir).  The report needs Jinja2, the ``html`` extra:
+    without it this is a usage error, before any test runs."""
+    option = config.getoption("ethosu_html", None)
+    ini = config.getini("ethosu_html")
+    if not option and not ini:
+        return None
+    path = Path(option) if option else config.rootpath / str(ini)
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        from .html_report import INSTALL_HINT
+
+        raise pytest.UsageError(f"{'--ethosu-html' if option else 'ethosu_html'}: the HTML report needs "
+                                f"Jinja2, which is not installed: {INSTALL_HINT}") from None
+    return path
+
+
 @dataclass
 class Settings:
     rootdir: Path
@@ -115,6 +134,7 @@ class Settings:
     cache_owned: bool = False  # the default location, inside pytest's own cache
     json_path: Path | None = None
     markdown_path: Path | None = None
+    html_path: Path | None = None
     replay: list[str] = field(default_factory=list)
     layers: bool = False  # print every estimate's per-layer table
 
@@ -153,6 +173,7 @@ class Settings:
                 raise pytest.UsageError(f"--ethosu-vela-args / ethosu_vela_args {vela_args!r}: {exc}") from None
         json_path = config.getoption("ethosu_json")
         markdown = config.getoption("ethosu_markdown") or os.environ.get("GITHUB_STEP_SUMMARY")
+        html_path = html_report_path(config)
         return cls(
             rootdir=root,
             update=bool(config.getoption("ethosu_update")),
@@ -170,6 +191,7 @@ class Settings:
             cache_owned=owned,
             json_path=Path(json_path) if json_path else None,
             markdown_path=Path(markdown) if markdown else None,
+            html_path=html_path,
             replay=replayed_options(list(config.invocation_params.args)),
             layers=bool(config.getoption("ethosu_layers")),
         )

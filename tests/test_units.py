@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,3 +107,12 @@ def test_advice_lines_cut_memory_bound_unless_full() -> None:
     assert "... and 2 more memory-bound layer(s)" in short and "hot spot" not in short and "cpu fallback" in short
     full = "\n".join(advice_lines([record], full=True, width=80))
     assert full.count("memory bound") == 5 and "hot spot" in full and "more memory-bound" not in full
+
+
+def test_every_subpackage_is_shipped() -> None:
+    """A non-editable install ships the packages pyproject.toml lists: each one with an __init__.py."""
+    tomllib = pytest.importorskip("tomllib")
+    repo = Path(__file__).resolve().parent.parent
+    shipped = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "pytest_ethosu").rglob("__init__.py")}
+    assert found <= shipped
