@@ -268,3 +268,9 @@ def test_names_that_are_not_utf8_are_written(repo: pytest.Pytester, mode: list[s
     assert json.loads((repo.path / "r.json").read_text())["estimates"][0]["name"] == "caf\udce9"
     assert "caf\\udce9" in (repo.path / "s.md").read_text()
     repo.runpytest(*mode).assert_outcomes(passed=1)
+
+
+def test_an_empty_accelerator_list_is_a_usage_error(repo: pytest.Pytester) -> None:
+    result = run(repo, "--ethosu-accelerators=,")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ethosu-accelerators names no accelerator*"])

@@ -214,3 +214,21 @@ def test_generated_names_do_not_depend_on_the_workers_history(tmp_path: Path) ->
     assert late == early
     assert late[0] == "regor"
     assert [row["name"] for row in late[1]] == ["conv", "pad#1", "conv#2_split", "x#1"]
+
+
+@pytest.mark.parametrize("args, owned", [
+    (["--accelerator-config", "ethos-u85-256"], "--accelerator-config"),
+    (["--accel=ethos-u85-256"], "--accelerator-config"),  # argparse would take the abbreviation
+    (["--config", "my.ini"], "--config"),
+    (["--output-dir", "x"], "--output-dir"),
+    (["--supported-ops-report"], "--supported-ops-report"),
+    (["--system-config=X"], "--system-config"),
+    (["--memory-mode", "Y"], "--memory-mode"),
+])
+def test_vela_args_that_contradict_the_plugin_are_refused(args: list[str], owned: str) -> None:
+    from pytest_ethosu.errors import TargetError
+    from pytest_ethosu.vela import check_vela_args
+
+    with pytest.raises(TargetError, match=f"the Vela option {owned} cannot be passed in vela_args: use "):
+        check_vela_args(args)
+    check_vela_args(["--optimise", "Size", "--arena-cache-size=1024"])  # Vela's own options pass
