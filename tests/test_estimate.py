@@ -15,6 +15,7 @@ from pytest_ethosu import ModelError, TargetError, VelaError
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import Target, resolve
+from pytest_ethosu.vela import default_config_file
 
 U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
        "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
@@ -167,7 +168,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_user_ini_file(estimator: Estimator, model_dir: Path) -> None:
-    bundled = Path(resolve([{"vela_config": "Arm/vela.ini"}], estimator.rootdir).config_files[0])
+    bundled = default_config_file()
     mine = estimator.rootdir / "configs" / "mine.ini"
     mine.parent.mkdir(exist_ok=True)
     mine.write_text(bundled.read_text().replace("[System_Config.Ethos_U65_High_End]",

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pytest_ethosu import baseline, files
-from pytest_ethosu.errors import BaselineError
 from pytest_ethosu.compare import Tolerances
+from pytest_ethosu.errors import BaselineError
 from pytest_ethosu.gate import Failure, Status, Verdict, after_test, decide
 from pytest_ethosu.result import TOTAL_METRICS
 
@@ -140,7 +140,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch
     def full_disk(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(files.os, "fsync", full_disk)
+    monkeypatch.setattr("pytest_ethosu.files.os.fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         baseline.write(path, document(cycles=2000))
     assert path.read_bytes() == before
