@@ -48,13 +48,15 @@ def test_channel_padding_only_where_vela_confirms_it(estimator: Estimator) -> No
     padding = [f for f in narrow.advice() if f.kind == "channel_padding"]
     assert len(padding) == 1
     finding = padding[0]
-    assert (finding.name, finding.op) == ("conv2d_2", "Conv2D")
+    assert finding.name == "conv2d_2" and finding.op == {"regor": "Conv2D", "legacy": "CONV_2D"}[narrow.core]
     assert finding.figures["granularity"] == 8 and finding.figures["suggested_depth"] == 96
     assert finding.figures["suggested_cycles"] == finding.figures["cycles"]  # Vela: same cycles
     assert finding.figures["suggested_mac_utilization"] > finding.figures["mac_utilization"]
     assert "96 channels: same cycles, +6.7% MACs" in finding.suggestion
     in_network = narrow.layers[finding.layer]  # type: ignore[index]
-    assert finding.figures["cycles"] == in_network.cycles  # the rebuilt layer behaves as in the network
+    # the rebuilt layer behaves as in the network: exactly with Vela 5.2.0 and the legacy core,
+    # within 0.06% with regor in 5.0.0 and 5.1.0 (1,060,448 rebuilt vs 1,059,918 in the network)
+    assert finding.figures["cycles"] == pytest.approx(in_network.cycles, rel=1e-3)
 
     wide = estimator.estimate(seed_network(96), target)
     assert not [f for f in wide.advice() if f.kind == "channel_padding"]
