@@ -195,3 +195,13 @@ def test_bad_numbers_in_a_baseline_name_the_file_and_field(tmp_path: Path, edit:
     path.write_text(json.dumps(doc, allow_nan=True))
     with pytest.raises(BaselineError, match=f"baseline {path}.*{message}"):
         baseline.load(path)
+
+
+def test_drift_note_names_the_versions_and_how_far_total_cycles_moved() -> None:
+    result = verdict(document(cycles=125_094, vela="5.1.0"), document(cycles=125_147))
+    assert result.comparison is not None
+    assert result.comparison.drift == ("baseline made with Vela 5.1.0, now 5.2.0 (total cycles 125,094 -> "
+                                       "125,147, +0.04%); estimates change between Vela releases",)
+    legacy = verdict(document(cycles=123_202.24999999993, vela="4.0.0"), document(cycles=125_147))
+    assert legacy.comparison is not None
+    assert "(total cycles 123,202.2 -> 125,147, +1.58%)" in legacy.comparison.drift[0]
