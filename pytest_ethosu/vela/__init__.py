@@ -161,7 +161,7 @@ def expected_core(accelerator: str, vela_args: Sequence[str], version: str | Non
     ``--debug-force-regor`` selects the C++ (regor) core; from 5.0 regor is the default, the
     legacy core is chosen with ``--debug-force-legacy-core`` (U55 and U65 only), and
     ``--debug-force-regor`` does nothing.  Ethos-U85 always uses regor."""
-    flags = {vela_option(arg) for arg in vela_args}
+    flags = {vela_option(arg) or arg.split("=", 1)[0] for arg in vela_args}
     u85 = accelerator.startswith("ethos-u85")
     if version_tuple(version) < (5,):
         return "regor" if u85 or REGOR_FLAG in flags else "legacy"
