@@ -244,7 +244,7 @@ def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, A
 
 
 def _cycles(value: float) -> str:
-    return f"{value:,}" if float(value).is_integer() else f"{value:,.1f}"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
 def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any],
