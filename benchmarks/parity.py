@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for tests.cli; the installed pytest_ethosu comes first
 
 from pytest_ethosu.estimator import Estimator  # noqa: E402
 from pytest_ethosu.target import resolve  # noqa: E402
