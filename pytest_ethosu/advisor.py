@@ -44,8 +44,18 @@ def single_conv(conv: Mapping[str, Any], depth: int) -> bytes | None:
     return m.build(m.max_pool(x, size=1, stride=1, name="after"))
 
 
+def _normal(op: str) -> str:
+    """An operator name in one spelling for both cores: the legacy core writes TFLite's names
+    (``CONV_2D``), regor CamelCase ones (``Conv2D``)."""
+    return op.replace("_", "").lower()
+
+
+def _is_conv(layer: Layer) -> bool:
+    return _normal(layer.op) == "conv2d"
+
+
 def _conv_row(result: EstimateResult) -> Layer | None:
-    return next((layer for layer in result.layers if layer.op == "Conv2D" and layer.macs), None)
+    return next((layer for layer in result.layers if _is_conv(layer) and layer.macs), None)
 
 
 def channel_padding(result: EstimateResult, run: VelaRun, estimate: Estimate) -> list[Finding]:
@@ -56,7 +66,7 @@ def channel_padding(result: EstimateResult, run: VelaRun, estimate: Estimate) ->
     findings = []
     for layer in result.layers:
         conv = convs.get(layer.name)
-        if layer.op != "Conv2D" or layer.placement != "NPU" or not layer.macs or conv is None:
+        if not _is_conv(layer) or layer.placement != "NPU" or not layer.macs or conv is None:
             continue
         depth = int(conv["output_shape"][-1])
         if depth % granularity == 0:
@@ -107,10 +117,6 @@ def memory_bound(result: EstimateResult) -> list[Finding]:
                         f"feature maps) or use a memory mode that keeps this traffic in faster memory"),
             figures={"area": area, "access_cycles": access, "npu_cycles": layer.npu_cycles, "share": share}))
     return findings
-
-
-def _normal(op: str) -> str:
-    return op.replace("_", "").lower()
 
 
 def cpu_fallback(result: EstimateResult, run: VelaRun) -> list[Finding]:

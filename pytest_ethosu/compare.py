@@ -288,12 +288,24 @@ def _match(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
     return _align(base, now, ops)[1]
 
 
-def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any]) -> list[str]:
-    """Plain-language differences between the estimator that made the baseline and this one."""
+def _cycles(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any],
+          total_cycles: tuple[float, float] | None = None) -> list[str]:
+    """Plain-language differences between the estimator that made the baseline and this one;
+    a Vela version change names how far the network's cycles moved (``total_cycles``: the
+    baseline's, now)."""
     notes = []
     old_v, new_v = baseline_estimator.get("vela_version"), now_estimator.get("vela_version")
     if old_v != new_v:
-        notes.append(f"baseline made with Vela {old_v}, now {new_v}; estimates change between "
+        moved = ""
+        if total_cycles is not None:
+            old, new = total_cycles
+            percent = f", {100.0 * (new - old) / old:+.2f}%" if old else ""
+            moved = f" (total cycles {_cycles(old)} -> {_cycles(new)}{percent})"
+        notes.append(f"baseline made with Vela {old_v}, now {new_v}{moved}; estimates change between "
                      "Vela releases")
     old_c, new_c = baseline_estimator.get("core"), now_estimator.get("core")
     if old_c != new_c:
@@ -351,5 +363,6 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
                 changes.append(Change(kind, metric, old[metric], new[metric],
                                       tolerance=tol.describe(), **where))
     changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
-    return Comparison(tuple(changes), tuple(drift(baseline["estimator"], now["estimator"])),
+    cycles = (old_totals["total_cycles"], new_totals["total_cycles"])
+    return Comparison(tuple(changes), tuple(drift(baseline["estimator"], now["estimator"], cycles)),
                       changed_model, deltas)

@@ -9,7 +9,8 @@ Each setting can come from four places; the first that sets it wins:
 
 What none of them sets is left to Vela's own defaults (accelerator ``ethos-u55-256``, and the
 system config and memory mode Vela picks for it from ``Arm/vela.ini``).  Vela accepts a config
-file only together with a system config; without one it uses its bundled ``Arm/vela.ini``.
+file only together with both a system config and a memory mode; without one it uses its
+bundled ``Arm/vela.ini``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .vela import (
     Job,
     bundled_config_dir,
     bundled_config_names,
+    check_config_settings,
     check_vela_args,
 )
 
@@ -131,11 +133,14 @@ def resolve(sources: Sequence[Mapping[str, Any]], rootdir: Path) -> Target:
     config = _name("vela_config", first("vela_config"))
     files = [resolve_config_file(config, rootdir)] if config else []
     vela_args = _vela_args(first("vela_args"))
-    check_vela_args(vela_args)
+    check_vela_args(vela_args, accelerator)
+    system_config = _name("system_config", first("system_config"))
+    memory_mode = _name("memory_mode", first("memory_mode"))
+    check_config_settings([name for _, name in files], system_config, memory_mode)
     return Target(
         accelerator=accelerator,
-        system_config=_name("system_config", first("system_config")),
-        memory_mode=_name("memory_mode", first("memory_mode")),
+        system_config=system_config,
+        memory_mode=memory_mode,
         config_files=tuple(path for path, _ in files),
         config_names=tuple(name for _, name in files),
         vela_args=vela_args,

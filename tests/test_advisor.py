@@ -14,6 +14,7 @@ from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import resolve
 from pytest_ethosu.vela import CpuReason
 from pytest_ethosu.vela.engine import cpu_reasons
+from tests.release import CORE_ARGS, DEFAULT_CORE
 
 U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram",
        "vela_config": "Arm/vela.ini"}
@@ -48,13 +49,15 @@ def test_channel_padding_only_where_vela_confirms_it(estimator: Estimator) -> No
     padding = [f for f in narrow.advice() if f.kind == "channel_padding"]
     assert len(padding) == 1
     finding = padding[0]
-    assert (finding.name, finding.op) == ("conv2d_2", "Conv2D")
+    assert finding.name == "conv2d_2" and finding.op == {"regor": "Conv2D", "legacy": "CONV_2D"}[narrow.core]
     assert finding.figures["granularity"] == 8 and finding.figures["suggested_depth"] == 96
     assert finding.figures["suggested_cycles"] == finding.figures["cycles"]  # Vela: same cycles
     assert finding.figures["suggested_mac_utilization"] > finding.figures["mac_utilization"]
     assert "96 channels: same cycles, +6.7% MACs" in finding.suggestion
     in_network = narrow.layers[finding.layer]  # type: ignore[index]
-    assert finding.figures["cycles"] == in_network.cycles  # the rebuilt layer behaves as in the network
+    # the rebuilt layer behaves as in the network: exactly with Vela 5.2.0 and the legacy core,
+    # within 0.06% with regor in 5.0.0 and 5.1.0 (1,060,448 rebuilt vs 1,059,918 in the network)
+    assert finding.figures["cycles"] == pytest.approx(in_network.cycles, rel=1e-3)
 
     wide = estimator.estimate(seed_network(96), target)
     assert not [f for f in wide.advice() if f.kind == "channel_padding"]
@@ -77,10 +80,11 @@ def test_memory_bound_and_hot_spots(estimator: Estimator, model_dir: Path) -> No
     assert hot[0].layer == max(result.layers, key=lambda layer: float(layer.cycles)).index
 
 
-@pytest.mark.parametrize("core_args", [[], ["--debug-force-legacy-core"]], ids=["regor", "legacy"])
-def test_cpu_fallback_for_every_cpu_operator(estimator: Estimator, model_dir: Path, core_args: list[str]) -> None:
+@pytest.mark.parametrize("core", ["regor", "legacy"])
+def test_cpu_fallback_for_every_cpu_operator(estimator: Estimator, model_dir: Path, core: str) -> None:
     result = estimator.estimate(model_dir / "cpu.tflite", resolve([{"accelerator": "ethos-u65-256",
-                                                                    "vela_args": core_args}], estimator.rootdir))
+                                                                    "vela_args": CORE_ARGS[core]}], estimator.rootdir))
+    assert result.core == core
     fallback = [f for f in result.advice() if f.kind == "cpu_fallback"]
     assert len(fallback) == result.cpu_ops == 1
     assert "runs on the CPU" in fallback[0].evidence and "Vela does not estimate CPU time" in fallback[0].suggestion
@@ -96,6 +100,12 @@ def test_cpu_reasons_from_both_cores_console_formats() -> None:
     assert cpu_reasons(regor) == [
         CpuReason("SVDF", "<unnamed>_act", "Unsupported opType"),
         CpuReason("QUANTIZE", "q", "Unsupported dataType Int32 32-bit feature-maps are not supported.")]
+    regor_4_3 = ("Warning (supported operators) operator:QUANTIZE ofm:<unnamed>\nReason: Unsupported dataType Int32\n"
+                 "32-bit feature-maps are not supported.\nWarning (supported operators) operator:SVDF ofm:<unnamed>\n"
+                 "Reason: Unsupported opType\n")
+    assert cpu_reasons(regor_4_3) == [  # Vela 4.3.0 to 5.0.0
+        CpuReason("QUANTIZE", "<unnamed>", "Unsupported dataType Int32 32-bit feature-maps are not supported."),
+        CpuReason("SVDF", "<unnamed>", "Unsupported opType")]
     assert cpu_reasons(legacy) == [
         CpuReason("SOFTMAX", "", "IFM and OFM data types must match Op has ifm_dtype=int8 and ofm_dtype=int16"),
         CpuReason("SVDF", "", "a CPU-only operator")]
@@ -116,8 +126,9 @@ def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) ->
     """)
     on = project.runpytest("-p", "no:xdist", "--ethosu-json=r.json")
     on.assert_outcomes(passed=1)
-    on.stdout.fnmatch_lines(["advice (--ethosu-no-advice turns it off):",
-                             "  cpu fallback: 1 operator(s) on the CPU: Custom",
+    # regor lists the CPU's operators as layers; the legacy core only names them
+    fallback = "  cpu fallback: 1 operator(s) on the CPU: " + ("Custom" if DEFAULT_CORE == "regor" else "UserCpuOp")
+    on.stdout.fnmatch_lines(["advice (--ethosu-no-advice turns it off):", fallback,
                              "  sram budget:", "    13280 bytes of SRAM", "    -> our board has 8 KiB"])
     entry = json.loads((project.path / "r.json").read_text())["estimates"][0]
     assert {f["kind"] for f in entry["findings"]} >= {"cpu_fallback", "sram_budget", "hot_spot"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pytest_ethosu import ModelError, TargetError, VelaError
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import Target, resolve
+from pytest_ethosu.vela import default_config_file
+from tests.release import op
 
 U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
        "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
@@ -32,45 +33,6 @@ def target(root: Path, **settings: object) -> Target:
     return resolve([settings], root)
 
 
-def vela_cli_rows(model: Path, out: Path, args: list[str]) -> list[list[str]]:
-    """Vela's own per-layer CSV, from the `vela` command, read with the csv module."""
-    subprocess.run([sys.executable, "-m", "ethosu.vela", str(model), "--verbose-performance",
-                    "--output-dir", str(out), *args], check=True, capture_output=True)
-    with open(out / f"{model.stem}_per-layer.csv", newline="") as f:
-        rows = [row for row in csv.reader(f)]
-    header = rows[0]
-    return [row for row in rows[1:] if row != header]
-
-
-@pytest.mark.parametrize("settings, cli", [
-    ({"accelerator": "ethos-u55-128"}, ["--accelerator-config", "ethos-u55-128"]),
-    (U65, ["--accelerator-config", "ethos-u65-256", "--config", "Arm/vela.ini",
-           "--system-config", "Ethos_U65_High_End", "--memory-mode", "Dedicated_Sram"]),
-    ({**U65, "vela_args": ["--debug-force-legacy-core"]},
-     ["--accelerator-config", "ethos-u65-256", "--config", "Arm/vela.ini", "--system-config",
-      "Ethos_U65_High_End", "--memory-mode", "Dedicated_Sram", "--debug-force-legacy-core"]),
-    ({"accelerator": "ethos-u85-256", "vela_args": "--optimise Size"},
-     ["--accelerator-config", "ethos-u85-256", "--optimise", "Size"]),
-], ids=["u55-default", "u65-regor", "u65-legacy", "u85-size"])
-def test_figures_equal_vela_cli(estimator: Estimator, model_dir: Path, tmp_path: Path,
-                                settings: dict[str, object], cli: list[str]) -> None:
-    model = model_dir / "cpu.tflite"
-    result = estimator.estimate(model, target(estimator.rootdir, **settings))
-    rows = vela_cli_rows(model, tmp_path, cli)
-    legacy = "--debug-force-legacy-core" in cli
-    assert result.core == ("legacy" if legacy else "regor")
-    assert len(result.layers) == len(rows) > 3
-    cycles, npu, macs, util = (4, 6, 11, 13) if legacy else (5, 7, 12, 14)
-    for layer, row in zip(result.layers, rows, strict=False):
-        assert float(layer.cycles) == float(row[cycles])
-        assert float(layer.npu_cycles) == float(row[npu])
-        assert layer.macs == int(row[macs])
-        assert layer.mac_utilization == pytest.approx(float(row[util]), rel=1e-12)
-    assert sum(float(layer.cycles) for layer in result.layers) == pytest.approx(float(result.total_cycles))
-    # the custom operator stays on the CPU, whichever core compiled the rest
-    assert result.cpu_ops == 1 and result.cpu_operators == ("UserCpuOp",)
-
-
 def test_result_names_units_and_json(estimator: Estimator, model_dir: Path) -> None:
     result = estimator.estimate(model_dir / "base.tflite", target(estimator.rootdir, **U65))
     assert result.target["system_config"] == "Ethos_U65_High_End"
@@ -80,7 +42,7 @@ def test_result_names_units_and_json(estimator: Estimator, model_dir: Path) -> N
     assert result.inference_time == pytest.approx(float(result.total_cycles) / 1e9, rel=1e-3)
     assert [layer.index for layer in result.layers] == list(range(len(result.layers)))
     first = result.layers[0]
-    assert (first.op, first.placement, first.name) == ("Conv2D", "NPU", "net/conv1")
+    assert (first.op, first.placement, first.name) == (op("Conv2D", result.core), "NPU", "net/conv1")
     assert first.staging_usage > 0 and first.macs > 0 and 0 < first.mac_utilization <= 100
     data = json.loads(json.dumps(result.to_dict()))
     assert EstimateResult.from_dict(data) == result
@@ -191,7 +153,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_user_ini_file(estimator: Estimator, model_dir: Path) -> None:
-    bundled = Path(resolve([{"vela_config": "Arm/vela.ini"}], estimator.rootdir).config_files[0])
+    bundled = default_config_file()
     mine = estimator.rootdir / "configs" / "mine.ini"
     mine.parent.mkdir(exist_ok=True)
     mine.write_text(bundled.read_text().replace("[System_Config.Ethos_U65_High_End]",

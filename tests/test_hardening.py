@@ -145,7 +145,7 @@ def test_malformed_ini_on_real_model(tmp_path: Path, model_dir: Path) -> None:
     est = Estimator(tmp_path, tmp_path, timeout=60)
     try:
         with pytest.raises(TargetError, match=r"(?s)cannot read Vela config file.*bad.ini"):
-            est.estimate(model_dir / "base.tflite", resolve([{"vela_config": "bad.ini", "system_config": "X"}],
+            est.estimate(model_dir / "base.tflite", resolve([{"vela_config": "bad.ini", "system_config": "X", "memory_mode": "Y"}],
                                                             tmp_path))
     finally:
         est.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.models import use
+from tests.release import OTHER_CORE, OTHER_CORE_ARGS
 
 NET = """
 def test_net(ethosu_perf):
@@ -115,11 +116,11 @@ def test_long_change_tables_are_cut_unless_vv(repo: pytest.Pytester) -> None:
 def test_drift_update_rebaselines(repo: pytest.Pytester) -> None:
     run(repo, "--ethosu-update").assert_outcomes(passed=1)
     repo.makeini("[pytest]\nethosu_drift = update\n")
-    result = run(repo, "--ethosu-vela-args=--debug-force-legacy-core")
+    result = run(repo, f"--ethosu-vela-args={' '.join(OTHER_CORE_ARGS)}")
     result.assert_outcomes(passed=1)
     doc = json.loads(baseline_file(repo).read_text())
-    assert doc["estimator"]["core"] == "legacy"
-    assert doc["estimator"]["target"]["vela_args"] == ["--debug-force-legacy-core"]
+    assert doc["estimator"]["core"] == OTHER_CORE
+    assert doc["estimator"]["target"]["vela_args"] == OTHER_CORE_ARGS
 
 
 def test_vela_output_shown_only_when_a_test_fails(repo: pytest.Pytester) -> None:

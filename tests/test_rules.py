@@ -140,7 +140,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch
     def full_disk(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "fsync", full_disk)
+    monkeypatch.setattr("pytest_ethosu.files.os.fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         baseline.write(path, document(cycles=2000))
     assert path.read_bytes() == before
@@ -232,3 +232,13 @@ def test_vela_args_that_contradict_the_plugin_are_refused(args: list[str], owned
     with pytest.raises(TargetError, match=f"the Vela option {owned} cannot be passed in vela_args: use "):
         check_vela_args(args)
     check_vela_args(["--optimise", "Size", "--arena-cache-size=1024"])  # Vela's own options pass
+
+
+def test_drift_note_names_the_versions_and_how_far_total_cycles_moved() -> None:
+    result = verdict(document(cycles=125_094, vela="5.1.0"), document(cycles=125_147))
+    assert result.comparison is not None
+    assert result.comparison.drift == ("baseline made with Vela 5.1.0, now 5.2.0 (total cycles 125,094 -> "
+                                       "125,147, +0.04%); estimates change between Vela releases",)
+    legacy = verdict(document(cycles=123_202.24999999993, vela="4.0.0"), document(cycles=125_147))
+    assert legacy.comparison is not None
+    assert "(total cycles 123,202.2 -> 125,147, +1.58%)" in legacy.comparison.drift[0]

@@ -104,13 +104,68 @@ def macs_per_cycle(accelerator: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def expected_core(accelerator: str, vela_args: Sequence[str]) -> str:
-    """The core Vela will most likely use, for the session header.  Results carry the core Vela
-    actually ran, read from its output (``VelaRun.core``)."""
+REGOR_FLAG = "--debug-force-regor"
+
+#: Options added after 4.0.0, the oldest supported release, with the release that added them.
+#: No release 4.0.0 to 5.2.0 removed an option (see README, "How estimates depend on Vela").
+ADDED_IN = {
+    "--verbose-cycle-estimate": "4.1.0",
+    "--cop-format": "4.2.0",
+    "--separate-io-regions": "4.2.0",
+    "--list-configs": "4.2.0",
+    LEGACY_FLAG: "5.0.0",
+    "--disable-ifm-reuse": "5.0.0",
+    "--ignore-ops": "5.1.0",
+    "--experimental-softmax-int16-neg-exp-range": "5.1.0",
+}
+
+#: Options that make Vela print something and exit without compiling.
+PRINT_AND_EXIT = ("--list-config-files", "--list-configs", "--api-version")
+
+
+@functools.cache
+def vela_options() -> frozenset[str]:
+    """The long options of the installed Vela's command line, read from its source without
+    importing it (empty when it cannot be read)."""
+    try:
+        source = (bundled_config_dir().parent / "vela" / "vela.py").read_text(encoding="utf-8")
+    except (OSError, TargetError, UnicodeDecodeError):
+        return frozenset()
+    found = re.findall(r'add_argument\(\s*(?:"-\w",\s*)?"(--[a-z0-9-]+)"', source)
+    return frozenset([*found, "--help"])
+
+
+def _unique_prefix(flag: str, options: frozenset[str] | set[str]) -> str | None:
+    if flag in options:
+        return flag
+    matches = [o for o in options if o.startswith(flag)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def vela_option(arg: str) -> str | None:
+    """The option an argument stands for, as Vela's parser reads it: the full name, or a
+    prefix that only one of this release's options starts with (argparse accepts those);
+    else None (not an option, unknown, or ambiguous)."""
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("--") or flag == "--":
+        return None
+    options = vela_options() or frozenset(OWNED_OPTIONS) | {LEGACY_FLAG, REGOR_FLAG}
+    return _unique_prefix(flag, options)
+
+
+def expected_core(accelerator: str, vela_args: Sequence[str], version: str | None = None) -> str:
+    """The core Vela will use, for the session header.  Results carry the core Vela actually
+    ran, read from its output (``VelaRun.core``).
+
+    Before 5.0 the Python (legacy) core is the default for Ethos-U55 and U65, and
+    ``--debug-force-regor`` selects the C++ (regor) core; from 5.0 regor is the default, the
+    legacy core is chosen with ``--debug-force-legacy-core`` (U55 and U65 only), and
+    ``--debug-force-regor`` does nothing.  Ethos-U85 always uses regor."""
+    flags = {vela_option(arg) or arg.split("=", 1)[0] for arg in vela_args}
     u85 = accelerator.startswith("ethos-u85")
-    if version_tuple() < (5,):
-        return "regor" if u85 else "legacy"
-    return "legacy" if LEGACY_FLAG in vela_args and not u85 else "regor"
+    if version_tuple(version) < (5,):
+        return "regor" if u85 or REGOR_FLAG in flags else "legacy"
+    return "legacy" if LEGACY_FLAG in flags and not u85 else "regor"
 
 
 #: Vela options that would contradict a setting the plugin owns, and what to use instead.
@@ -129,21 +184,49 @@ OWNED_OPTIONS = {
 }
 
 
-def check_vela_args(args: Sequence[str]) -> None:
-    """Refuse Vela options that conflict with the plugin's own settings or that this Vela
-    release does not have, naming what to use instead."""
+def check_vela_args(args: Sequence[str], accelerator: str | None = None) -> None:
+    """Refuse Vela options that conflict with the plugin's own settings, that this Vela
+    release does not have (naming the release that added them), or that make Vela exit
+    without compiling; abbreviations are read as Vela's parser reads them."""
+    version = vela_version()
     for arg in args:
         flag = arg.split("=", 1)[0]
-        if not flag.startswith("--"):
+        if not flag.startswith("--") or flag == "--":
             continue
-        owned = next((o for o in OWNED_OPTIONS if o == flag or (len(flag) > 3 and o.startswith(flag))), None)
-        if owned is not None:
-            raise TargetError(f"the Vela option {owned} cannot be passed in vela_args: use "
-                              f"{OWNED_OPTIONS[owned]}")
-        if flag == LEGACY_FLAG and version_tuple() < (5,):
-            raise TargetError(f"Vela {vela_version()} has no {LEGACY_FLAG}: before 5.0 its Python "
-                              "(legacy) core is already the default for Ethos-U55 and U65. Drop the "
-                              "option.")
+        option = vela_option(arg)
+        if option is None:  # not this release's: perhaps a later release's (or a typo: Vela says so)
+            newer = _unique_prefix(flag, set(ADDED_IN))
+            if newer is not None and version_tuple(ADDED_IN[newer]) > version_tuple(version) \
+                    and _unique_prefix(flag, set(vela_options()) | {newer}) == newer:
+                option = newer
+        if option in OWNED_OPTIONS:
+            raise TargetError(f"the Vela option {option} cannot be passed in vela_args: use "
+                              f"{OWNED_OPTIONS[option]}")
+        if option == LEGACY_FLAG and version_tuple(version) < (5,):
+            raise TargetError(f"Vela {version} has no {LEGACY_FLAG} (added in 5.0.0): before 5.0 its "
+                              "Python (legacy) core is already the default for Ethos-U55 and U65, and "
+                              "Ethos-U85 always uses the C++ (regor) core. Drop the option.")
+        if option == LEGACY_FLAG and accelerator is not None and accelerator.startswith("ethos-u85"):
+            raise TargetError(f"{LEGACY_FLAG} only applies to Ethos-U55 and U65: Vela {version} always "
+                              f"compiles for {accelerator} with its C++ (regor) core. Drop the option.")
+        if option in ADDED_IN and version_tuple(ADDED_IN[option]) > version_tuple(version):
+            raise TargetError(f"Vela {version} has no {option} (added in Vela {ADDED_IN[option]}): "
+                              "drop the option or install a later ethos-u-vela.")
+        if option in PRINT_AND_EXIT:
+            raise TargetError(f"{option} makes Vela print information and exit without compiling: "
+                              "run the vela command directly.")
+
+
+def check_config_settings(config_names: Sequence[str], system_config: str | None,
+                          memory_mode: str | None) -> None:
+    """Vela refuses a configuration file given without both a system config and a memory mode
+    (every release raises ``CliOptionError``): say so before running it."""
+    missing = [name for name, value in (("system_config", system_config), ("memory_mode", memory_mode))
+               if value is None]
+    if config_names and missing:
+        raise TargetError(f"vela_config {', '.join(config_names)} needs {' and '.join(missing)} as well: "
+                          "Vela refuses a configuration file without both a system config and a memory "
+                          "mode. Set them, or drop vela_config to use Vela's defaults.")
 
 
 def model_format(head: bytes) -> str | None:
@@ -241,13 +324,17 @@ class VelaRun:
     cpu_reasons: tuple[CpuReason, ...]
     depth_granularity: int | None  # output depth computed at a time; None when Vela has no data
     facts: ModelFacts = field(default_factory=lambda: ModelFacts((), 0, {}))
+    #: False when Vela's rows repeat cycles: regor in 4.3 to 4.5 gives a fused activation its
+    #: own row with the cycles of the operator it is fused into, so the rows add up to more
+    #: than the network's total (which counts them once).
+    rows_add_up: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
             "core": self.core, "layers": [dict(layer) for layer in self.layers], "totals": dict(self.totals),
             "system_config": self.system_config, "memory_mode": self.memory_mode,
             "core_clock": self.core_clock, "compiled_operators": list(self.compiled_operators),
-            "npu_operator": self.npu_operator,
+            "npu_operator": self.npu_operator, "rows_add_up": self.rows_add_up,
             "cpu_reasons": [vars(r) for r in self.cpu_reasons], "depth_granularity": self.depth_granularity,
             "facts": {"operators": list(self.facts.operators), "float_ops": self.facts.float_ops,
                       "convolutions": {k: dict(v) for k, v in self.facts.convolutions.items()}},
@@ -256,7 +343,7 @@ class VelaRun:
     @classmethod
     def from_json(cls, data: Any) -> VelaRun:
         """Rebuild a run, checking every field: types, finite numbers, and that the layers'
-        cycles add up to the network's.  Raises ``InvalidRun``."""
+        cycles add up to the network's (where Vela's rows do).  Raises ``InvalidRun``."""
         try:
             layers = []
             for i, raw in enumerate(data["layers"]):
@@ -273,7 +360,10 @@ class VelaRun:
             totals = {key: _finite(data["totals"][key], key) for key in TOTAL_NUMBERS}
             if set(data["totals"]) != set(totals):
                 raise InvalidRun("unexpected totals")
-            if layers and not math.isclose(sum(float(la["cycles"]) for la in layers), float(totals["total_cycles"]),
+            rows_add_up = data.get("rows_add_up", True)
+            if not isinstance(rows_add_up, bool):
+                raise InvalidRun("rows_add_up is not true or false")
+            if layers and rows_add_up and not math.isclose(sum(float(la["cycles"]) for la in layers), float(totals["total_cycles"]),
                                            rel_tol=1e-6, abs_tol=1.0):
                 raise InvalidRun("the layers' cycles do not add up to the total")
             facts = data["facts"]
@@ -289,6 +379,7 @@ class VelaRun:
                 npu_operator=str(data["npu_operator"]), cpu_reasons=reasons, depth_granularity=granularity,
                 facts=ModelFacts(tuple(str(o) for o in facts["operators"]), int(facts["float_ops"]),
                                  {str(k): dict(v) for k, v in facts["convolutions"].items()}),
+                rows_add_up=rows_add_up,
             )
         except InvalidRun:
             raise

@@ -35,6 +35,7 @@ from . import (
     VelaRun,
     default_config_file,
     vela_version,
+    version_tuple,
 )
 from .tflite import ModelCheckError, inspect_model, model_operators, parse_model
 
@@ -178,17 +179,20 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def read_per_layer_csv(path: Path) -> tuple[str, list[dict[str, Any]]]:
-    """The core that wrote Vela's per-layer CSV, and its rows keyed by the plugin's layer
-    field names, in Vela's order.
+def read_per_layer_csv(path: Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """The core that wrote Vela's per-layer CSV (None for an empty file), and its rows keyed
+    by the plugin's layer field names, in Vela's order.
 
     Vela joins fields with commas without quoting, so a layer name that holds a comma would
     break a CSV reader: the name is the last column and takes the rest of the line.  The legacy
     core writes one header per NPU subgraph into the same file; repeated headers are skipped.
+    Regor in Vela 4.0.0 to 4.2.0 writes ``N/A`` as every row's original operator: such rows
+    get their NNG operator instead, without the ``Bias`` suffix of those releases
+    (``Conv2DBias`` -> ``Conv2D``, the name later releases write for the same rows).
     """
     lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     if not lines:
-        return "regor", []
+        return None, []
     if lines[0] not in HEADERS:
         raise AdapterError(f"Vela {vela_version()} wrote a per-layer CSV header this plugin does "
                            f"not know: {lines[0][:300]!r}")
@@ -206,6 +210,8 @@ def read_per_layer_csv(path: Path) -> tuple[str, list[dict[str, Any]]]:
             if key is not None:
                 row[key] = text if key in LAYER_TEXT else _number(text)
         row.setdefault("placement", "NPU")  # the legacy core only reports NPU subgraphs
+        if row["op"] == "N/A" and row["npu_op"]:
+            row["op"] = row["npu_op"].removesuffix("Bias")
         rows.append(row)
     return core, normalise_generated_names(rows)
 
@@ -221,6 +227,16 @@ def normalise_generated_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]
     for row in rows:
         row["name"] = _GENERATED.sub(lambda m: f"#{rank[int(m.group(1))]}", row["name"])
     return rows
+
+
+def summary_core(summary_text: str) -> str:
+    """The core that wrote a summary CSV, for a run with no per-layer rows: the legacy core
+    writes cycle counts as Python floats (``5629.0``), regor as integers (``7361``).  This held
+    in every run of Vela 4.0.0 to 5.2.0 measured for this plugin (see README)."""
+    table = list(csv.reader(summary_text.splitlines()))
+    if len(table) < 2 or "cycles_total" not in table[0]:
+        raise AdapterError("Vela wrote a summary without cycles_total")
+    return "legacy" if "." in table[1][table[0].index("cycles_total")] else "regor"
 
 
 def read_summary_csv(path: Path) -> dict[str, Any]:
@@ -241,8 +257,11 @@ def read_summary_csv(path: Path) -> dict[str, Any]:
 # How Vela announces an operator left on the CPU, per core.  Each pattern names the operator
 # and its output tensor; the reason follows ("Reason: ..." lines for regor, indented " - ..."
 # lines for the legacy core), or is fixed by the pattern itself.
+# Regor's notice has two forms: ``operator: QUANTIZE, ofm: 'q'`` (5.1 on) and
+# ``operator:QUANTIZE ofm:q`` (4.3 to 5.0); regor 4.0 to 4.2 prints no reasons at all.
 _CPU_NOTICES = (
     (re.compile(r"^Warning \(supported operators\) operator: (?P<op>[^,]+), ofm: '(?P<ofm>.*)'$"), None),
+    (re.compile(r"^Warning \(supported operators\) operator:(?P<op>\S+) ofm:(?P<ofm>.*)$"), None),
     (re.compile(r"^Warning: Unsupported TensorFlow Lite semantics for (?P<op>\S+) '(?P<ofm>.*)'\. "
                 r"Placing on CPU instead$"), None),
     (re.compile(r"^Warning: (?P<op>\S+) '(?P<ofm>.*)' is not supported on the NPU\. Placing on CPU instead$"),
@@ -317,7 +336,9 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
     per_layer = out_dir / f"{stem}_per-layer.csv"
     if not summaries:
         raise AdapterError("Vela finished but wrote no performance summary")
-    core, rows = read_per_layer_csv(per_layer) if per_layer.exists() else ("regor", [])
+    core, rows = read_per_layer_csv(per_layer) if per_layer.exists() else (None, [])
+    if core is None:  # nothing on the NPU: the summary still tells the cores apart
+        core = summary_core(summaries[0].read_text(encoding="utf-8"))
     summary = read_summary_csv(summaries[0])
     totals: dict[str, int | float] = {ours: summary[theirs] for theirs, ours in SUMMARY_TOTALS.items()}
     totals.update({ours: round(summary[theirs] * 1024.0) for theirs, ours in SUMMARY_KIB.items()})
@@ -335,6 +356,7 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
         cpu_reasons=(),
         depth_granularity=depth_granularity(job.accelerator),
         facts=facts,
+        rows_add_up=not (core == "regor" and (4, 3) <= version_tuple() < (5,)),
     )
 
 

@@ -1,0 +1,97 @@
+"""The installed Vela's own command, for comparing the plugin's figures with it (parity).
+
+``vela_cli`` runs the ``vela`` command of the Python environment the tests run in, exactly as a
+user would, and reads its per-layer CSV, its summary CSV and its "CPU operators" line with
+nothing of the plugin's.  ``differences`` lists every place where an ``EstimateResult``
+disagrees with that.  Used by ``tests/test_parity.py`` and ``benchmarks/parity.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_ethosu.result import EstimateResult
+from pytest_ethosu.target import Target
+
+#: Per-layer CSV columns (both cores' names) -> the plugin's layer fields.
+COLUMNS = {
+    "Original Operator": "op", "TFLite_operator": "op", "NNG Operator": "npu_op", "Target": "placement",
+    "Staging Usage": "staging_usage", "SRAM Usage": "staging_usage", "Op Cycles": "cycles",
+    "NPU": "npu_cycles", "SRAM AC": "sram_access_cycles", "DRAM AC": "dram_access_cycles",
+    "OnFlash AC": "on_chip_flash_access_cycles", "OffFlash AC": "off_chip_flash_access_cycles",
+    "MAC Count": "macs", "Util% (MAC)": "mac_utilization", "Util%": "mac_utilization", "Name": "name",
+}
+
+
+@dataclass
+class CliRun:
+    core: str
+    header: list[str]
+    rows: list[list[str]]
+    total_cycles: str  # as the summary CSV writes it
+    cpu_operators: int
+    stdout: str
+
+
+def vela_command() -> list[str]:
+    """The ``vela`` script of the running environment (else ``python -m ethosu.vela``)."""
+    script = Path(sys.executable).parent / "vela"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ethosu.vela"]
+
+
+def cli_args(target: Target) -> list[str]:
+    args = ["--accelerator-config", target.accelerator]
+    for ini in target.config_files:
+        args += ["--config", ini]
+    if target.system_config:
+        args += ["--system-config", target.system_config]
+    if target.memory_mode:
+        args += ["--memory-mode", target.memory_mode]
+    return args + list(target.vela_args)
+
+
+def vela_cli(model: Path, target: Target, out: Path) -> CliRun:
+    if out.exists():
+        shutil.rmtree(out)
+    done = subprocess.run([*vela_command(), str(model), "--verbose-performance", "--output-dir", str(out),
+                           *cli_args(target)], check=True, capture_output=True, text=True)
+    lines = (out / f"{model.stem}_per-layer.csv").read_text().splitlines()
+    header = next(csv.reader(lines[:1]))
+    rows = [line.split(",", len(header) - 1) for line in lines[1:] if line and line != lines[0]]
+    with open(next(out.glob(f"{model.stem}_summary_*.csv")), newline="") as f:
+        summary = dict(zip(*list(csv.reader(f))[:2], strict=True))
+    cpu = re.search(r"^CPU operators = (\d+)", done.stdout, re.MULTILINE)
+    assert cpu is not None, done.stdout
+    core = "legacy" if header[0] == "TFLite_operator" else "regor"
+    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout)
+
+
+def differences(result: EstimateResult, cli: CliRun) -> list[str]:
+    """Where the plugin's result and the CLI's output disagree (empty: parity)."""
+    diffs = []
+    if result.core != cli.core:
+        diffs.append(f"core {result.core} vs {cli.core}")
+    if float(result.total_cycles) != float(cli.total_cycles):
+        diffs.append(f"total cycles {result.total_cycles} vs {cli.total_cycles}")
+    if result.cpu_ops != cli.cpu_operators:
+        diffs.append(f"cpu_ops {result.cpu_ops} vs 'CPU operators = {cli.cpu_operators}'")
+    if len(result.layers) != len(cli.rows):
+        diffs.append(f"{len(result.layers)} layers vs {len(cli.rows)} rows")
+    for layer, row in zip(result.layers, cli.rows, strict=False):
+        for column, text in zip(cli.header, row, strict=True):
+            field = COLUMNS.get(column)
+            if field is None:
+                continue
+            ours = getattr(layer, field)
+            if field == "op" and text == "N/A":  # regor 4.0-4.2: the NNG operator stands in
+                text = row[cli.header.index("NNG Operator")].removesuffix("Bias")
+            same = ours == text if isinstance(ours, str) else float(ours) == float(text)
+            if not same:
+                diffs.append(f"layer {layer.index} {column}: {ours!r} vs {text!r}")
+    return diffs
