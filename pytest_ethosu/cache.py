@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from .files import write_atomic
 from .target import Target
 from .vela import InvalidRun, VelaRun, default_config_file, vela_version
 
-FORMAT = 3  # 3: entries hold a typed VelaRun
+FORMAT = 4  # 3: entries hold a typed VelaRun; 4: and a digest of their content
+FINDING_TEXT = ("kind", "name", "op", "evidence", "suggestion")
 TAG_NAME = "CACHEDIR.TAG"
 TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
        "# This directory is pytest-ethosu's estimate cache; see https://bford.info/cachedir/\n")
@@ -61,12 +63,29 @@ def clear(path: Path) -> bool:
     return True
 
 
+def _digest(run: Any, findings: Any) -> str:
+    """A digest of an entry's content: a file changed on disk (a partial write, a bad copy, a
+    hand edit) no longer matches it.  It detects corruption; it is no defence against someone
+    who rewrites the digest too, like pytest's own cache."""
+    text = json.dumps({"run": run, "findings": findings}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _is_finding(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {*FINDING_TEXT, "layer", "figures"}
+            and all(isinstance(value[k], str) for k in FINDING_TEXT) and isinstance(value["figures"], dict)
+            and (value["layer"] is None or (isinstance(value["layer"], int) and not isinstance(value["layer"], bool))))
+
+
 class EstimateCache:
-    def __init__(self, directory: Path, owned: bool = False) -> None:
+    def __init__(self, directory: Path, owned: bool = False, prepare: Callable[[], object] | None = None) -> None:
         """``owned``: the directory is the plugin's by construction (its place in pytest's
-        cache), so existing files there need no tag to be the plugin's."""
+        cache), so existing files there need no tag to be the plugin's.  ``prepare`` runs
+        before the first write: pytest's ``cache.mkdir``, so that pytest's own cache directory
+        gets its ``.gitignore`` and ``CACHEDIR.TAG`` even when this plugin writes there first."""
         self.directory = directory
         self.owned = owned
+        self._prepare = prepare
         self.hits = 0
         self.invalid = 0
         self.broken: str | None = None  # why the cache cannot be written, once it failed
@@ -109,10 +128,11 @@ class EstimateCache:
             entry = json.loads(text)
             if not isinstance(entry, dict) or entry.get("key") != key or entry.get("format") != FORMAT:
                 raise InvalidRun("not an entry for this key")
-            run = VelaRun.from_json(entry["run"])
             findings = entry.get("findings")
-            if findings is not None and not (isinstance(findings, list)
-                                             and all(isinstance(f, dict) for f in findings)):
+            if entry.get("digest") != _digest(entry["run"], findings):
+                raise InvalidRun("the entry's content does not match its digest")
+            run = VelaRun.from_json(entry["run"])
+            if findings is not None and not (isinstance(findings, list) and all(map(_is_finding, findings))):
                 raise InvalidRun("bad findings")
         except (ValueError, KeyError, TypeError):
             self.invalid += 1
@@ -127,6 +147,7 @@ class EstimateCache:
         entry: dict[str, Any] = {"format": FORMAT, "key": key, "run": run.to_json()}
         if findings is not None:
             entry["findings"] = findings
+        entry["digest"] = _digest(entry["run"], findings)
         try:
             self._mark()
             write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), fsync=False)
@@ -140,6 +161,8 @@ class EstimateCache:
     def _mark(self) -> None:
         if (self.directory / TAG_NAME).is_file():
             return
+        if self._prepare is not None:
+            self._prepare()
         if self.directory.exists() and not self.directory.is_dir():
             raise NotADirectoryError(20, "not a directory", str(self.directory))
         if not self.owned and self.directory.is_dir() and any(self.directory.iterdir()):

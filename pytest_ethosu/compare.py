@@ -110,7 +110,7 @@ def tolerance_value(name: str, value: Any) -> float:
     """A tolerance as a float: finite and not negative, or ``ValueError`` naming ``name``."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")

@@ -26,6 +26,7 @@ from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
 from .gate import Failure, Status, Verdict, decide
 from .result import EstimateResult
+from .settings import split_names
 from .target import SETTINGS, Target, resolve
 
 if TYPE_CHECKING:
@@ -82,9 +83,21 @@ class EthosuPerf:
         self._state = item.stash.setdefault(item_state_key, ItemState())
         self._names: set[str] = set()
 
+    def _check_marker(self) -> None:
+        _unknown("ethosu marker argument(s)", self._marker, MARKER_KEYS)
+        positional = [arg for mark in self._item.iter_markers("ethosu") for arg in mark.args]
+        if positional:
+            raise ArgumentError(f"the ethosu marker takes keyword arguments only, not {positional[0]!r}; valid: "
+                                + ", ".join(MARKER_KEYS))
+        if "accelerators" in self._marker:
+            if not split_names(self._marker["accelerators"]):
+                raise ArgumentError("the ethosu marker's accelerators= names no accelerator")
+            if "accelerator" in self._marker:
+                raise ArgumentError("the ethosu marker sets both accelerator= and accelerators=: give one")
+
     def target(self, **call: Any) -> Target:
         """The target an estimate with these keywords would use."""
-        _unknown("ethosu marker argument(s)", self._marker, MARKER_KEYS)
+        self._check_marker()
         _unknown("target keyword(s)", call, TARGET_KEYS)
         fixed = call.get("accelerator")
         if self._param_accelerator and fixed and str(fixed).lower() != self._param_accelerator.lower():
@@ -146,11 +159,10 @@ class EthosuPerf:
                          strict=session.settings.strict, drift_policy=session.settings.drift_policy)
         self._pend(name, path, document, result, verdict, shown)
         if verdict.failure is None:
-            if not verdict.write:
-                baseline.remove_obtained(path)  # a leftover of an earlier failure
+            baseline.remove_obtained(path)  # a leftover of an earlier failure
             return result
         label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
-        accept = report.accept_command(nodeid, session.settings.replay)
+        accept = session.update_command([nodeid])
         if verdict.failure is Failure.MISSING:
             raise CheckFailed(report.missing_message(label, accept, shown))
         try:  # beside the baseline, for diff: what this run estimated

@@ -7,7 +7,7 @@ travel from xdist workers to the controller and to be written to a JSON report u
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -372,7 +372,9 @@ class SessionSummary:
     deleted: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    update_command: str = "pytest --ethosu-update"  # with the run's own options
+    #: the update command for some tests (all of them for an empty list), with the run's options
+    command: Callable[[list[str]], str] = lambda nodeids: accept_command(None, nodeids)
+    unused_tests: list[str] | None = None  # the tests the unused baselines belong to; None: some to none
 
 
 LAYER_COLUMNS = (("#", "index"), ("Original Operator", "op"), ("NNG Operator", "npu_op"), ("Target", "placement"),
@@ -431,13 +433,13 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
         if hidden and verbosity >= 0:
             lines.append(f"advice for {hidden} estimate(s) that passed unchanged is not repeated (-v shows it)")
     lines += [f"note: {note}" for note in sorted({note for r in records for note in r["drift"]})]
-    improved = sum(r["status"] == Status.IMPROVED for r in records)
+    improved = [r["test"] for r in records if r["status"] == Status.IMPROVED]
     if improved and not summary.update:
-        lines.append(f"{improved} estimate(s) improved beyond tolerance: tighten their baselines with "
-                     f"{summary.update_command}")
-    missing = sum(r["status"] == Status.MISSING for r in records)
+        lines.append(f"{len(improved)} estimate(s) improved beyond tolerance: tighten their baselines with "
+                     f"{summary.command(improved)}")
+    missing = [r["test"] for r in records if r["status"] == Status.MISSING]
     if missing:
-        lines.append(f"{missing} estimate(s) have no baseline: create them with {summary.update_command}")
+        lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}")
     if records and summary.counts is None:  # a merged report: how many times Vela ran is not recorded
         lines.append(f"ethosu: {len(records)} estimate(s)")
     elif records:
@@ -447,7 +449,9 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
                      f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")
         lines += [f"  deleted unused {path}" for path in summary.deleted]
     elif summary.unused:
-        lines.append(f"{len(summary.unused)} unused baseline(s) (delete them with {summary.update_command}):")
+        how = (summary.command(summary.unused_tests) if summary.unused_tests
+               else f"a full run of {summary.command([])}, which also writes every other change it finds")
+        lines.append(f"{len(summary.unused)} unused baseline(s) (delete them with {how}):")
         lines += [f"  {path}" for path in summary.unused]
     return lines
 

@@ -16,6 +16,7 @@ hooks that gather and report it:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -81,13 +82,38 @@ class EthosuSession:
         if self._estimator is None:
             self._scratch = tempfile.mkdtemp(prefix="pytest-ethosu-")
             directory = self.settings.cache_dir
-            store = cache.EstimateCache(directory, owned=self.settings.cache_owned) if directory else None
+            pytest_cache = getattr(self.config, "cache", None)
+            prepare = (lambda: pytest_cache.mkdir("ethosu")) if self.settings.cache_owned and pytest_cache else None
+            store = cache.EstimateCache(directory, self.settings.cache_owned, prepare) if directory else None
             self._estimator = Estimator(self.rootdir, Path(self._scratch), self.settings.timeout, cache=store,
                                         advise=self.settings.advise)
         return self._estimator
 
     def relative(self, path: Path) -> str:
         return shown_path(path, self.rootdir)
+
+    def runnable(self, nodeid: str) -> str:
+        """A node id as the command line takes it from the directory pytest was started in
+        (node ids are relative to the rootdir)."""
+        file_part, sep, rest = nodeid.partition("::")
+        start = self.config.invocation_params.dir
+        try:
+            file_part = os.path.relpath(self.rootdir / file_part, start)
+        except ValueError:  # another drive
+            file_part = str(self.rootdir / file_part)
+        return Path(file_part).as_posix() + sep + rest
+
+    def update_command(self, nodeids: list[str]) -> str:
+        """``pytest --ethosu-update`` with this run's options and the given tests: pasted, it
+        touches those tests' baselines only (all of them when ``nodeids`` is empty)."""
+        return report.accept_command(None, [*self.settings.replay, *map(self.runnable, sorted(set(nodeids)))])
+
+    def tests_of(self, paths: list[Path]) -> list[str] | None:
+        """The tests whose directories hold ``paths``; None when some belong to no test of
+        this run (a deleted or renamed test: only a full run can delete those)."""
+        directories = {baseline.test_directory(self.settings.baseline_root, n): n for n in self.passed_tests}
+        tests = [directories.get(path.parent) for path in paths]
+        return None if None in tests else [t for t in tests if t is not None]
 
     def close(self) -> None:
         if self._estimator is not None:
@@ -160,12 +186,12 @@ class EthosuSession:
         if self.settings.update:
             self.deleted = self.delete_unused()
         records = self.sorted_records()
-        if not records:
-            return
         settings = self.settings
         document = report.json_report(records, vela_version())
-        if settings.json_path is not None:
+        if settings.json_path is not None:  # even when empty: a CI shard that ran nothing still merges
             self._write(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        if not records:
+            return
         if settings.html_path is not None:
             from .html_report import HtmlReportError, render
 
@@ -190,19 +216,18 @@ class EthosuSession:
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if self.is_worker:
             return
-        import os
-
         records = self.sorted_records()
         tr = terminalreporter
         if os.environ.get("GITHUB_ACTIONS") == "true":
             for line in report.github_annotations(records):
                 tr.write_line(line)
-        unused = [] if self.settings.update else [self.relative(p) for p in self.unused_baselines()]
+        unused_paths = [] if self.settings.update else self.unused_baselines()
         width = tr._tw.fullwidth
         summary = report.SessionSummary(
             records=records, rows=self.summary_rows(records, width, config.get_verbosity()), counts=self.counts,
-            update=self.settings.update, deleted=[self.relative(p) for p in self.deleted], unused=unused,
-            errors=self.output_errors, update_command=report.accept_command(None, self.settings.replay))
+            update=self.settings.update, deleted=[self.relative(p) for p in self.deleted],
+            unused=[self.relative(p) for p in unused_paths], errors=self.output_errors,
+            command=self.update_command, unused_tests=self.tests_of(unused_paths))
         lines = report.summary_lines(summary, self.settings.summary, config.get_verbosity(), width)
         if self.settings.layers:
             for record in records:

@@ -74,21 +74,41 @@ def _ini_number(config: pytest.Config, ini: str, parse: Any) -> float | None:
     return value
 
 
+def _ini_bool(config: pytest.Config, ini: str) -> bool:
+    try:
+        return bool(config.getini(ini))
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini key {ini}: {exc} (use true or false)") from None
+
+
 def option_value(config: pytest.Config, flag: str, ini: str) -> Any:
     value = config.getoption(flag.lstrip("-").replace("-", "_"), None)
     return value if value not in (None, "") else (config.getini(ini) or None)
 
 
+#: pytest's own options that change the plugin's settings: the ini file, ini overrides, the rootdir
+_PYTEST_REPLAYED = {"-c": "--config-file", "--config-file": "--config-file", "--rootdir": "--rootdir",
+                    "-o": "--override-ini", "--override-ini": "--override-ini"}
+
+
 def replayed_options(args: list[str]) -> list[str]:
-    """The options from ``REPLAYED`` in a command line, each as one ``--flag=value`` word."""
+    """The options of a command line that shaped the estimates or say where baselines live,
+    each as one ``--flag=value`` word: the plugin's from ``REPLAYED``, and pytest's ``-c``,
+    ``--rootdir`` and ``-o ethosu_...=...``."""
     kept: list[str] = []
     words = iter(args)
     for word in words:
         flag, eq, value = word.partition("=")
-        if flag in REPLAYED:
+        short = word[:2] if word[:2] in ("-c", "-o") and len(word) > 2 and not word.startswith("--") else None
+        if short:
+            flag, eq, value = short, "=", word[2:]
+        if flag in REPLAYED or flag in _PYTEST_REPLAYED:
             if not eq:
                 value = next(words, "")
-            kept.append(f"{flag}={value}")
+            long = _PYTEST_REPLAYED.get(flag, flag)
+            if long == "--override-ini" and not value.startswith("ethosu_"):
+                continue
+            kept.append(f"{long}={value}")
     return kept
 
 
@@ -178,7 +198,7 @@ class Settings:
             rootdir=root,
             update=bool(config.getoption("ethosu_update")),
             strict=bool(config.getoption("ethosu_strict")),
-            advise=not config.getoption("ethosu_no_advice") and bool(config.getini("ethosu_advice")),
+            advise=not config.getoption("ethosu_no_advice") and _ini_bool(config, "ethosu_advice"),
             summary=str(config.getoption("ethosu_summary")),
             drift_policy=policy,
             baseline_root=(root / str(directory)).resolve(),

@@ -147,6 +147,9 @@ def test_tampered_entries_are_ignored_counted_and_replaced(estimators: tuple[Est
     entry = json.loads(entry_path.read_text())
     tampers: list[Callable[[Any], None]] = [
         lambda e: e["run"]["totals"].update(total_cycles=1),
+        lambda e: e["run"]["totals"].update(sram_used=e["run"]["totals"]["sram_used"] * 10),  # adds up, still caught
+        lambda e: e["run"].update(compiled_operators=[*e["run"]["compiled_operators"], "CUSTOM"]),
+        lambda e: e.update(findings=[{}]),
         lambda e: e["run"]["layers"][0].update(cycles=float("nan")),
         lambda e: e.update(run={}),
         lambda e: e["run"].update(layers="x"),

@@ -188,3 +188,118 @@ def test_a_passing_session_is_short(make_repo: Callable[[str], pytest.Pytester])
     quiet = run(repo, "-q")
     quiet_lines = quiet.stdout.str().splitlines()
     assert sum(line.startswith("ethosu:") for line in quiet_lines) == 1
+
+
+def test_summary_commands_touch_only_the_tests_they_name(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    """After a selected run, pasting the summary's tighten command must not accept another
+    test's regression."""
+    repo = make_repo("""
+        def test_a(ethosu_perf):
+            ethosu_perf("models/a.tflite")
+
+        def test_b(ethosu_perf):
+            ethosu_perf("models/b.tflite")
+    """)
+    models = repo.path / "models"
+    (models / "a.tflite").write_bytes((models / "wider.tflite").read_bytes())
+    (models / "b.tflite").write_bytes((models / "base.tflite").read_bytes())
+    run(repo, "--ethosu-update").assert_outcomes(passed=2)
+    b_before = (repo.path / "baselines/test_models/test_b/default.json").read_bytes()
+    (models / "a.tflite").write_bytes((models / "base.tflite").read_bytes())  # a improves
+    (models / "b.tflite").write_bytes((models / "wider.tflite").read_bytes())  # b regresses
+    selected = run(repo, "test_models.py::test_a")
+    selected.assert_outcomes(passed=1)
+    tighten = printed_command(selected, "tighten their baselines with ")
+    assert tighten[-1] == "test_models.py::test_a"
+    run(repo, *tighten).stdout.fnmatch_lines(["*0 created, 1 updated, 0 unchanged*"])
+    assert (repo.path / "baselines/test_models/test_b/default.json").read_bytes() == b_before
+    run(repo, "test_models.py::test_b").assert_outcomes(failed=1)
+
+
+def test_commands_carry_the_ini_file_and_overrides(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    repo = make_repo(NET)
+    (repo.path / "ci.ini").write_text("[pytest]\nethosu_accelerator = ethos-u55-64\nethosu_baseline_dir = perf\n")
+    missing = run(repo, "-c", "ci.ini", "-o", "ethosu_memory_mode=Shared_Sram", "test_models.py")
+    missing.assert_outcomes(failed=1)
+    create = printed_command(missing, "create it with: ")
+    assert "--config-file=ci.ini" in create and "--override-ini=ethosu_memory_mode=Shared_Sram" in create
+    run(repo, *create).assert_outcomes(passed=1)
+    document = json.loads((repo.path / "perf/test_models/test_net/default.json").read_text())
+    assert document["estimator"]["target"]["accelerator"] == "ethos-u55-64"
+    run(repo, "-c", "ci.ini", "-o", "ethosu_memory_mode=Shared_Sram", "test_models.py").assert_outcomes(passed=1)
+
+
+def test_commands_work_from_a_subdirectory(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = make_repo("")
+    (repo.path / "test_models.py").unlink()
+    (repo.path / "tests").mkdir()
+    (repo.path / "tests" / "test_net.py").write_text(NET)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+    def pytest_in(directory: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", *args],
+                              cwd=repo.path / directory, env=env, capture_output=True, text=True, timeout=300)
+
+    missing = pytest_in("tests", "test_net.py")
+    assert missing.returncode == 1
+    line = next(line for line in missing.stdout.splitlines() if "create it with: " in line)
+    command = shlex.split(line.split("create it with: ", 1)[1].split("  (then")[0])
+    assert command[-1] == "test_net.py::test_net"
+    created = pytest_in("tests", *command[1:])
+    assert created.returncode == 0, created.stdout
+    assert (repo.path / "baselines/tests/test_net/test_net/default.json").exists()
+
+
+def test_update_removes_the_obtained_file(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    repo = make_repo(NET)
+    run(repo, "--ethosu-update").assert_outcomes(passed=1)
+    use(repo, "wider.tflite")
+    failed = run(repo)
+    obtained = repo.path / "baselines/test_models/test_net/default.obtained.json"
+    assert obtained.exists()
+    run(repo, *printed_command(failed, "accept it with: ")).assert_outcomes(passed=1)
+    assert not obtained.exists()
+
+
+def test_marker_mistakes_fail_in_one_line(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    repo = make_repo("""
+        import pytest
+
+        @pytest.mark.ethosu("ethos-u55-64")
+        def test_positional(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+
+        @pytest.mark.ethosu(accelerators=[])
+        def test_empty(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+
+        @pytest.mark.ethosu(accelerator="ethos-u55-64", accelerators=["ethos-u65-256"])
+        def test_both(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+    """)
+    result = run(repo)
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["ArgumentError: the ethosu marker takes keyword arguments only, not 'ethos-u55-64'*"])
+    result.stdout.fnmatch_lines(["ArgumentError: the ethosu marker's accelerators= names no accelerator"])
+    result.stdout.fnmatch_lines(["ArgumentError: the ethosu marker sets both accelerator= and accelerators=: give one"])
+
+
+def test_a_session_that_estimates_nothing_still_writes_its_json(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    repo = make_repo(NET)
+    run(repo, "-k", "nothing_matches", "--ethosu-json=empty.json")
+    document = json.loads((repo.path / "empty.json").read_text())
+    assert document["estimates"] == [] and document["schema"] == 1
+
+
+def test_pytest_keeps_its_own_cache_directory_files(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    """The estimate cache lives in pytest's cache directory; pytest must still mark that
+    directory (.gitignore, CACHEDIR.TAG) although the plugin may write there first."""
+    repo = make_repo(NET)
+    repo.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    cache = repo.path / ".pytest_cache"
+    assert (cache / ".gitignore").exists() and (cache / "CACHEDIR.TAG").exists()
+    assert list((cache / "d" / "ethosu").rglob("*.json"))

@@ -242,3 +242,14 @@ def test_drift_note_names_the_versions_and_how_far_total_cycles_moved() -> None:
     legacy = verdict(document(cycles=123_202.24999999993, vela="4.0.0"), document(cycles=125_147))
     assert legacy.comparison is not None
     assert "(total cycles 123,202.2 -> 125,147, +1.58%)" in legacy.comparison.drift[0]
+
+
+def test_huge_and_short_options_are_refused_cleanly() -> None:
+    from pytest_ethosu.errors import TargetError
+    from pytest_ethosu.vela import check_vela_args
+
+    with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
+        Tolerances.merge([{"atol": 10**400}])
+    for flag in ("-h", "-V"):
+        with pytest.raises(TargetError, match=f"the Vela option {flag} cannot be passed"):
+            check_vela_args([flag])

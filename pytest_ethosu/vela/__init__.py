@@ -191,6 +191,9 @@ def check_vela_args(args: Sequence[str], accelerator: str | None = None) -> None
     version = vela_version()
     for arg in args:
         flag = arg.split("=", 1)[0]
+        if flag in ("-h", "-V"):  # Vela's short forms of --help and --version
+            raise TargetError(f"the Vela option {flag} cannot be passed in vela_args: it makes Vela print "
+                              "and exit without compiling; run the vela command directly.")
         if not flag.startswith("--") or flag == "--":
             continue
         option = vela_option(arg)
