@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import vela
 from .cache import EstimateCache
@@ -31,6 +31,9 @@ from .result import EstimateResult, Finding, build_result
 from .target import Target
 from .vela import InvalidRun, VelaRun
 from .worker import VelaWorker
+
+if TYPE_CHECKING:
+    from .pytorch import Lowerer
 
 ModelArg = str | os.PathLike[str] | bytes
 MAX_MODEL_BYTES = 2 << 30  # flatbuffers address at most 2 GiB
@@ -140,13 +143,33 @@ class Estimator:
         self.advise = advise
         self._memo: dict[tuple[str, Target, bool], EstimateResult] = {}
         self._crashed: dict[tuple[str, Target], str] = {}
+        self.lowerer: Lowerer | None = None  # PyTorch models: made on the first one
         self.vela_runs = 0  # compilations of the models the tests asked for
         self.advisor_runs = 0  # compilations the advisor made to verify its suggestions
 
+    def estimate_pytorch(self, model: Any, example_inputs: Any, calibration: Any, quantize: bool, target: Target,
+                         logs: list[str] | None = None) -> EstimateResult:
+        """Estimate a PyTorch module or exported program: lowered once per (program, target) by
+        ``pytorch.py``, then every delegated TOSA partition through ``estimate``."""
+        from . import pytorch
+
+        if self.lowerer is None:
+            cache = self.cache
+            self.lowerer = pytorch.Lowerer(self.rootdir, get=cache.get_lowered if cache else None,
+                                           put=cache.put_lowered if cache else None)
+        lowered = self.lowerer.prepare(model, example_inputs, calibration, quantize, target)
+        count = len(lowered.partitions)
+        results = [self.estimate(p.tosa, target, logs, display=f"{lowered.display} (TOSA partition {i + 1} of {count})")
+                   for i, p in enumerate(lowered.partitions)]
+        return pytorch.merge(lowered, results, self.advise)
+
     def estimate(self, model: ModelArg, target: Target, logs: list[str] | None = None,
-                 advise: bool = True) -> EstimateResult:
-        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings."""
+                 advise: bool = True, display: str | None = None) -> EstimateResult:
+        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings.
+        ``display`` names model bytes in messages."""
         loaded = load_model(model, self.rootdir, self.scratch)
+        if display is not None:
+            loaded = dataclasses.replace(loaded, display=display)
         advise = self.advise and advise
         key = (loaded.sha256, target, advise)
         if key in self._memo:

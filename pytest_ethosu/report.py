@@ -119,7 +119,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         "regressions": [c.to_dict() for c in comparison.regressions[:TOP_LAYERS]] if comparison else [],
         "headline": headline(comparison) if comparison and comparison.regressions else "",
         "advice": [finding.to_dict() for finding in result.findings],
-        "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
+        "top_layers": [{"index": layer.index, "name": layer.label, "op": layer.op,
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
                        for layer in top],
@@ -347,6 +347,10 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
         lines.append(f"ethosu: {len(records)} estimate(s); Vela ran {counts.get('vela_runs', 0)} time(s), "
                      f"{counts.get('cache_hits', 0)} answered from the cache"
                      + (f"; the advisor ran Vela {advisor} more time(s) to verify its advice" if advisor else ""))
+        lowered, lowering_hits = counts.get("lowerings", 0), counts.get("lowering_hits", 0)
+        if lowered or lowering_hits:
+            lines.append(f"ethosu: ExecuTorch lowered {lowered} PyTorch program(s) to TOSA, "
+                         f"{lowering_hits} answered from the cache")
     if summary.update:
         lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
                      f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")
