@@ -152,6 +152,21 @@ def require() -> None:
                          f"({exc}). Install it with: {EXTRA}  (pins {PINS})") from None
 
 
+def preload() -> None:
+    """Import every module the flow uses.  Only for harnesses that run sessions in-process and
+    restore ``sys.modules`` afterwards (pytester): torch's C extension cannot be imported twice
+    in one process, and the backend class must stay the one ExecuTorch finds."""
+    require()
+    import executorch.backends.arm.common.arm_compile_spec
+    import executorch.backends.arm.tosa.backend
+    import executorch.backends.arm.tosa.compile_spec
+    import executorch.backends.arm.tosa.partitioner
+    import executorch.exir
+    import executorch.exir.backend.backend_details
+    import executorch.exir.backend.partitioner
+    import executorch.exir.lowered_backend_module  # noqa: F401
+
+
 def versions() -> dict[str, str]:
     found = {}
     for name in ("torch", "executorch", "tosa-tools"):
@@ -260,7 +275,7 @@ def load_program(model: Any, example_inputs: Any, rootdir: Path) -> tuple[Any, t
         raise ArgumentError("a PyTorch model needs its example inputs: ethosu_perf(model, (tensor, ...))")
     inputs = _as_inputs(example_inputs, "example_inputs")
     if isinstance(model, torch.export.ExportedProgram):
-        return model, inputs, f"<ExportedProgram {_root_class(model)}>"
+        return model, inputs, "ExportedProgram"
     training = model.training
     try:
         program = torch.export.export(model.eval(), inputs)
@@ -539,8 +554,10 @@ def label(layer: Layer) -> str:
 
 
 def _origin(name: str, origins: Mapping[str, Origin]) -> Origin | None:
-    # U85 names the parts of a decomposed operator '<tensor>/<Op>'
-    return origins.get(name) or origins.get(name.split("/", 1)[0])
+    # U85 names the parts of a decomposed operator '<tensor>/<Op>'; Vela names the int32 helper
+    # tensors of a decomposed softmax '<tensor>_int32'
+    base = name.split("/", 1)[0]
+    return origins.get(name) or origins.get(base) or origins.get(base.removesuffix("_int32"))
 
 
 def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> EstimateResult:
