@@ -46,7 +46,7 @@ from pytest_ethosu.target import resolve  # noqa: E402
 TARGET = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram"}
 
 
-class Small(torch.nn.Module):
+class Small(torch.nn.Module):  # type: ignore[misc, unused-ignore]  # Any without torch installed
     def __init__(self) -> None:
         super().__init__()
         self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
