@@ -142,15 +142,32 @@ class EstimateCache:
 
     def put(self, key: str, run: VelaRun, findings: list[dict[str, Any]] | None) -> None:
         """Store a run; a cache that cannot be written is reported once and then skipped."""
-        if self.broken is not None:
-            return
         entry: dict[str, Any] = {"format": FORMAT, "key": key, "run": run.to_json()}
         if findings is not None:
             entry["findings"] = findings
         entry["digest"] = _digest(entry["run"], findings)
+        self._write(self._path(key), entry)
+
+    def _lowered_path(self, key: str) -> Path:
+        return self.directory / "lowered" / key[:2] / f"{key}.json"
+
+    def get_lowered(self, key: str) -> Any:
+        """A PyTorch lowering stored by ``put_lowered`` (``pytorch.Lowered.from_json`` checks
+        it); None on a miss."""
+        try:
+            return json.loads(self._lowered_path(key).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+
+    def put_lowered(self, key: str, payload: dict[str, Any]) -> None:
+        self._write(self._lowered_path(key), payload)
+
+    def _write(self, path: Path, entry: dict[str, Any]) -> None:
+        if self.broken is not None:
+            return
         try:
             self._mark()
-            write_atomic(self._path(key), json.dumps(entry, separators=(",", ":")), fsync=False)
+            write_atomic(path, json.dumps(entry, separators=(",", ":")), fsync=False)
         except OSError as exc:
             self.broken = f"{exc.strerror or exc}"
             warnings.warn(EthosuWarning(

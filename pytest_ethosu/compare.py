@@ -15,8 +15,9 @@ matched layer whose placement went from NPU to CPU, or a new layer placed on the
 
 Layers are matched by position while the operator sequence is unchanged, and otherwise by
 aligning the operator sequences (``difflib``), so an inserted layer reads "layer added" instead
-of a cascade of mismatches.  Layer names are compared but never used for matching: re-exporting
-the same Keras model renames every layer.
+of a cascade of mismatches.  Layer names help the alignment only while most of them agree:
+re-exporting the same Keras model renames every layer.  A PyTorch model's layers are named by
+their module path and source line (``module``, ``source``), which survive a re-export.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .result import layer_label
 
 GATED_TOTALS = (
     "total_cycles",
@@ -232,10 +235,19 @@ def _verdict(metric: str, base: float, now: float, tol: Tolerance) -> str | None
     return None
 
 
+def _identity(layer: Mapping[str, Any]) -> str:
+    """What names a layer across re-exports: a PyTorch model's module path and source line
+    (TOSA tensor names such as ``tosa_rescale_default_3`` shift when a layer is added), else
+    Vela's name."""
+    if layer.get("module"):
+        return f"{layer['module']}@{layer.get('source', '')}"
+    return str(layer["name"])
+
+
 def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
            ) -> tuple[int, list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]]:
-    key_base = [tuple(str(layer[k]) for k in keys) for layer in base]
-    key_now = [tuple(str(layer[k]) for k in keys) for layer in now]
+    key_base = [tuple(_identity(layer) if k == "name" else str(layer[k]) for k in keys) for layer in base]
+    key_now = [tuple(_identity(layer) if k == "name" else str(layer[k]) for k in keys) for layer in now]
     pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
     equal = 0
     matcher = difflib.SequenceMatcher(None, key_base, key_now, autojunk=False)
@@ -344,17 +356,17 @@ def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tol
         if new is None:
             assert old is not None
             changes.append(Change("removed", "cycles", old["cycles"], None, old["index"],
-                                  old["name"], old["op"]))
+                                  layer_label(old), old["op"]))
             continue
         if old is None:
             kind = "to_cpu" if new["placement"] == "CPU" else "added"
             changes.append(Change(kind, "placement" if kind == "to_cpu" else "cycles",
-                                  None, new["cycles"], new["index"], new["name"], new["op"]))
+                                  None, new["cycles"], new["index"], layer_label(new), new["op"]))
             continue
-        where = dict(layer=new["index"], name=new["name"], op=new["op"])
+        where = dict(layer=new["index"], name=layer_label(new), op=new["op"])
         if old["placement"] == "NPU" and new["placement"] == "CPU":
             changes.append(Change("to_cpu", "placement", None, None, tolerance="always fails", **where))
-        if old["name"] != new["name"]:
+        if _identity(old) != _identity(new):
             changes.append(Change("renamed", "name", None, None, **where))
         for metric in GATED_LAYER_METRICS:
             tol = tolerances.get(metric)

@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import vela
 from .cache import EstimateCache
@@ -31,6 +31,9 @@ from .result import EstimateResult, Finding, build_result
 from .target import Target
 from .vela import InvalidRun, VelaRun
 from .worker import VelaWorker
+
+if TYPE_CHECKING:
+    from .pytorch import Lowerer
 
 ModelArg = str | os.PathLike[str] | bytes
 MAX_MODEL_BYTES = 2 << 30  # flatbuffers address at most 2 GiB
@@ -41,6 +44,7 @@ class Model:
     path: Path
     display: str
     sha256: str
+    kind: str = "tflite"  # a key of vela.FORMAT_NAMES
 
 
 def shown_path(path: Path, rootdir: Path) -> str:
@@ -51,22 +55,25 @@ def shown_path(path: Path, rootdir: Path) -> str:
         return str(path)
 
 
-def _check_format(head: bytes, display: str) -> None:
-    if vela.model_format(head) is None:
-        raise ModelError(f"{display}: not a TensorFlow Lite model (no 'TFL3' identifier at byte 4). "
-                         "Pass the int8 .tflite file written by TFLiteConverter.")
+def _check_format(head: bytes, display: str) -> str:
+    kind = vela.model_format(head)
+    if kind is None:
+        raise ModelError(f"{display}: not a TensorFlow Lite or TOSA model (no 'TFL3' or 'TOSA' identifier "
+                         "at byte 4). Pass the int8 .tflite file written by TFLiteConverter or a .tosa file, "
+                         "or a PyTorch module or .pt2 program with its example inputs.")
+    return kind
 
 
-def _read_file(path: Path, display: str) -> bytes:
+def _read_file(path: Path, display: str) -> tuple[bytes, str]:
     try:
         info = path.stat()
     except OSError as exc:
         raise ModelError(f"{display}: cannot read the model ({exc.strerror or exc})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ModelError(f"{display}: is a directory; pass the path of a .tflite file")
+        raise ModelError(f"{display}: is a directory; pass the path of a .tflite or .tosa file")
     if not stat.S_ISREG(info.st_mode):
         raise ModelError(f"{display}: not a regular file (a pipe, socket or device); pass the path "
-                         "of a .tflite file")
+                         "of a .tflite or .tosa file")
     if info.st_size == 0:
         raise ModelError(f"{display}: the file is empty (0 bytes); re-export the model")
     if info.st_size > MAX_MODEL_BYTES:
@@ -75,8 +82,8 @@ def _read_file(path: Path, display: str) -> bytes:
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-            _check_format(head, display)
-            return head + f.read(MAX_MODEL_BYTES)
+            kind = _check_format(head, display)
+            return head + f.read(MAX_MODEL_BYTES), kind
     except OSError as exc:
         raise ModelError(f"{display}: cannot read the model ({exc.strerror or exc})") from None
 
@@ -89,13 +96,13 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
         display = f"<model bytes sha256:{digest[:12]}>"
         if not data:
             raise ModelError(f"{display}: the model is empty (0 bytes)")
-        _check_format(data[:8], display)
-        path = scratch / f"{digest}.tflite"
+        kind = _check_format(data[:8], display)
+        path = scratch / f"{digest}.{kind}"
         if not path.exists():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        return Model(path=path, display=display, sha256=digest)
+        return Model(path=path, display=display, sha256=digest, kind=kind)
     if not isinstance(model, (str, os.PathLike)):
         raise ModelError(f"the model must be a path or the bytes of a model, not {model!r}")
     given = Path(os.fspath(model)).expanduser()
@@ -104,8 +111,8 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
     if not os.path.lexists(path):
         raise ModelError(f"{display}: no such model file (looked at {path}). Relative model "
                          f"paths are resolved from pytest's rootdir, {rootdir}.")
-    data = _read_file(path, display)
-    return Model(path=path, display=display, sha256=hashlib.sha256(data).hexdigest())
+    data, kind = _read_file(path, display)
+    return Model(path=path, display=display, sha256=hashlib.sha256(data).hexdigest(), kind=kind)
 
 
 def _model_warnings(model: Model, run: VelaRun, cpu_ops: int) -> list[str]:
@@ -136,13 +143,33 @@ class Estimator:
         self.advise = advise
         self._memo: dict[tuple[str, Target, bool], EstimateResult] = {}
         self._crashed: dict[tuple[str, Target], str] = {}
+        self.lowerer: Lowerer | None = None  # PyTorch models: made on the first one
         self.vela_runs = 0  # compilations of the models the tests asked for
         self.advisor_runs = 0  # compilations the advisor made to verify its suggestions
 
+    def estimate_pytorch(self, model: Any, example_inputs: Any, calibration: Any, quantize: bool, target: Target,
+                         logs: list[str] | None = None) -> EstimateResult:
+        """Estimate a PyTorch module or exported program: lowered once per (program, target) by
+        ``pytorch.py``, then every delegated TOSA partition through ``estimate``."""
+        from . import pytorch
+
+        if self.lowerer is None:
+            cache = self.cache
+            self.lowerer = pytorch.Lowerer(self.rootdir, get=cache.get_lowered if cache else None,
+                                           put=cache.put_lowered if cache else None)
+        lowered = self.lowerer.prepare(model, example_inputs, calibration, quantize, target)
+        count = len(lowered.partitions)
+        results = [self.estimate(p.tosa, target, logs, display=f"{lowered.display} (TOSA partition {i + 1} of {count})")
+                   for i, p in enumerate(lowered.partitions)]
+        return pytorch.merge(lowered, results, self.advise)
+
     def estimate(self, model: ModelArg, target: Target, logs: list[str] | None = None,
-                 advise: bool = True) -> EstimateResult:
-        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings."""
+                 advise: bool = True, display: str | None = None) -> EstimateResult:
+        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings.
+        ``display`` names model bytes in messages."""
         loaded = load_model(model, self.rootdir, self.scratch)
+        if display is not None:
+            loaded = dataclasses.replace(loaded, display=display)
         advise = self.advise and advise
         key = (loaded.sha256, target, advise)
         if key in self._memo:
@@ -204,7 +231,7 @@ class Estimator:
         if kind == "target":
             return TargetError(error)
         if kind == "model":
-            return ModelError(f"{model.display}: {error}. Is it a complete .tflite file? "
+            return ModelError(f"{model.display}: {error}. Is it a complete .{model.kind} file? "
                               "Re-export it from the converter.")
         tail = "\n".join(vela.console_lines(reply.get("log", ""))[-15:])
         return VelaError(f"{model.display}: Vela could not compile it for {target.describe()}: "

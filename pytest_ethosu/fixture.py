@@ -12,6 +12,7 @@ passed and prints the records at the end.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,27 @@ def _unknown(kind: str, given: Mapping[str, Any], valid: tuple[str, ...]) -> Non
         raise ArgumentError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
 
 
+def _pytorch_arguments(model: Any, example_inputs: Any, calibration: Any, quantize: Any
+                       ) -> tuple[Any, Any, bool] | None:
+    """``(example_inputs, calibration, quantize)`` for a PyTorch model, None for a model file.
+    PyTorch is imported only when the test passes a PyTorch model (``pytorch.py``)."""
+    if not isinstance(quantize, bool):
+        raise ArgumentError(f"quantize must be True or False, not {quantize!r}")
+    if isinstance(model, (bytes, bytearray, memoryview)) or (
+            isinstance(model, (str, os.PathLike)) and not os.fspath(model).endswith(".pt2")):
+        if example_inputs is not None or calibration is not None or not quantize:
+            raise ArgumentError("example_inputs, calibration and quantize are for PyTorch models (a module, "
+                                "an ExportedProgram or a .pt2 file), not for a .tflite or .tosa file")
+        return None
+    from . import pytorch as pytorch_flow
+
+    if not pytorch_flow.is_pytorch_model(model):
+        if example_inputs is None:
+            return None  # the estimator says what a model can be
+        pytorch_flow.require()  # a PyTorch model without PyTorch installed: name the extra
+    return example_inputs, calibration, quantize
+
+
 class EthosuPerf:
     """What the ``ethosu_perf`` fixture gives a test.
 
@@ -109,17 +131,29 @@ class EthosuPerf:
         param = {"accelerator": self._param_accelerator}
         return resolve([call, param, self._marker, self._session.settings.target], self._session.rootdir)
 
-    def estimate(self, model: ModelArg, **target: Any) -> EstimateResult:
-        """Estimate ``model`` with Vela on the resolved target; no baseline is involved."""
+    def estimate(self, model: ModelArg | Any, example_inputs: Any = None, *, calibration: Any = None,
+                 quantize: bool = True, **target: Any) -> EstimateResult:
+        """Estimate ``model`` with Vela on the resolved target; no baseline is involved.
+
+        ``model`` is a ``.tflite`` or ``.tosa`` file (a path or its bytes), or a PyTorch model:
+        a ``torch.nn.Module``, a ``torch.export.ExportedProgram`` or a ``.pt2`` path, with its
+        ``example_inputs`` (``calibration``: an iterable of inputs for quantisation, default the
+        example inputs; ``quantize=False`` for a program that is already quantised).
+        """
         __tracebackhide__ = True
-        result = self._estimate(model, self.target(**target))
+        pytorch = _pytorch_arguments(model, example_inputs, calibration, quantize)
+        result = self._estimate(model, self.target(**target), pytorch)
         self._pend("", None, None, result, Verdict(Status.UNCHECKED, None, write=False), None)
         return result
 
-    def _estimate(self, model: ModelArg, target: Target) -> EstimateResult:
+    def _estimate(self, model: ModelArg | Any, target: Target,
+                  pytorch: tuple[Any, Any, bool] | None = None) -> EstimateResult:
         __tracebackhide__ = True
         session = self._session
-        result = session.estimator.estimate(model, target, self._state.logs)
+        if pytorch is not None:
+            result = session.estimator.estimate_pytorch(model, *pytorch, target, self._state.logs)
+        else:
+            result = session.estimator.estimate(model, target, self._state.logs)
         for text in result.warnings:
             warnings.warn(EthosuWarning(text), stacklevel=3)  # the line in the test
         if session.settings.advise:
@@ -128,11 +162,13 @@ class EthosuPerf:
             result = dataclasses.replace(result, findings=tuple(findings))
         return result
 
-    def __call__(self, model: ModelArg, *, name: str = "default", rtol: float | None = None,
-                 atol: float | None = None, tolerances: dict[str, dict[str, float]] | None = None,
-                 **target: Any) -> EstimateResult:
+    def __call__(self, model: ModelArg | Any, example_inputs: Any = None, *, name: str = "default",
+                 rtol: float | None = None, atol: float | None = None,
+                 tolerances: dict[str, dict[str, float]] | None = None, calibration: Any = None,
+                 quantize: bool = True, **target: Any) -> EstimateResult:
         __tracebackhide__ = True
         session, nodeid = self._session, self._item.nodeid
+        pytorch = _pytorch_arguments(model, example_inputs, calibration, quantize)
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"name must be a non-empty string, not {name!r}")
         if name in self._names:
@@ -145,7 +181,7 @@ class EthosuPerf:
             raise ArgumentError(str(exc)) from None
         resolved = self.target(**target)
         self._names.add(name)
-        result = self._estimate(model, resolved)
+        result = self._estimate(model, resolved, pytorch)
         if result.precompiled:
             raise ModelError(f"{result.model} was already compiled by Vela: its work sits in one 'ethos-u' "
                              "operator that Vela cannot estimate, so a baseline would record 0 cycles. Check "

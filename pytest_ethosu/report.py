@@ -129,7 +129,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         "headline": headline(comparison) if comparison and comparison.regressions else "",
         "change": short_change(worst) if worst is not None else "",
         "advice": [finding.to_dict() for finding in result.findings],
-        "top_layers": [{"index": layer.index, "name": layer.name, "op": layer.op,
+        "top_layers": [{"index": layer.index, "name": layer.label, "op": layer.op,
                         "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
                         (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
                        for layer in top],
@@ -325,8 +325,7 @@ def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -
             reasons = _counted(str(f["figures"].get("reason", "")) for f in fallback)
             lines.append(f"  cpu fallback: {len(fallback)} operator(s) on the CPU: {_counted(f['op'] for f in fallback)}")
             lines.append(f"    reasons: {reasons}")
-            lines.append("    -> Vela does not estimate CPU time; replace them with operators the NPU supports "
-                         "(vela --supported-ops-report) or budget their CPU time")
+            lines += [f"    -> {suggestion}" for suggestion in dict.fromkeys(f["suggestion"] for f in fallback)]
         bound = [f for f in findings if f["kind"] == "memory_bound"]
         keep = bound if full else sorted(bound, key=lambda f: -f["figures"].get("share", 0))[:MEMORY_BOUND_SHOWN]
         for f in findings:
@@ -444,6 +443,10 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
         lines.append(f"ethosu: {len(records)} estimate(s)")
     elif records:
         lines.append(count_line(records, counts.get("advisor_runs", 0)))
+        lowered, lowering_hits = counts.get("lowerings", 0), counts.get("lowering_hits", 0)
+        if lowered or lowering_hits:
+            lines.append(f"ethosu: ExecuTorch lowered {lowered} PyTorch program(s) to TOSA, "
+                         f"{lowering_hits} answered from the cache")
     if summary.update:
         lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
                      f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")

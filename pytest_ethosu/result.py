@@ -48,9 +48,32 @@ class Layer:
     macs: int
     mac_utilization: float
     staging_usage: int
+    # PyTorch models (``pytorch.py``): where the layer came from, and its delegated partition
+    module: str = ""  # module path, e.g. "features.2"
+    source: str = ""  # the user's file:line
+    partition: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON; the PyTorch fields only when set, so TFLite and TOSA baselines keep their form."""
+        data = dataclasses.asdict(self)
+        if not self.module and not self.source and self.partition is None:
+            for key in ("module", "source", "partition"):
+                del data[key]
+        return data
+
+    @property
+    def label(self) -> str:
+        """How messages name the layer: module path and source line (PyTorch models), then
+        Vela's name."""
+        return layer_label(self.to_dict())
+
+
+def layer_label(layer: Any) -> str:
+    """A layer (a ``Layer.to_dict`` or a baseline's layer) as messages name it."""
+    module, source, name = layer.get("module") or "", layer.get("source") or "", str(layer.get("name", ""))
+    if not module:
+        return name
+    return f"{module} ({source}) {name}" if source else f"{module} {name}"
 
 
 @dataclass(frozen=True)
@@ -162,6 +185,10 @@ class EstimateResult:
                  layer.on_chip_flash_access_cycles, layer.off_chip_flash_access_cycles,
                  layer.macs, f"{layer.mac_utilization:.2f}", layer.name]
                 for layer in self.layers]
+        if any(layer.module or layer.partition is not None for layer in self.layers):  # a PyTorch model
+            headers += ["Partition", "Module", "Source"]
+            for row, layer in zip(rows, self.layers, strict=True):
+                row += ["CPU" if layer.partition is None else layer.partition, layer.module, layer.source]
         head = (f"{self.model} on {self.accelerator} ({self.target.get('system_config')}, "
                 f"{self.target.get('memory_mode')}), Vela {self.vela_version} {self.core} core\n"
                 f"total {self.total_cycles} cycles = {1000.0 * self.inference_time:.3f} ms, "

@@ -180,6 +180,10 @@ class EthosuSession:
             self.counts["advisor_runs"] += self._estimator.advisor_runs
             store = self._estimator.cache
             self.counts["cache_hits"] += store.hits if store is not None else 0
+            lowerer = self._estimator.lowerer
+            if lowerer is not None:
+                self.counts["lowerings"] += lowerer.runs
+                self.counts["lowering_hits"] += lowerer.hits
         if self.is_worker:
             self.config.workeroutput["ethosu"] = json.dumps(self.worker_output())  # type: ignore[attr-defined]
             return

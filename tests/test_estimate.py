@@ -63,8 +63,8 @@ def test_bytes_equal_path_and_memo(estimator: Estimator, model_dir: Path) -> Non
 @pytest.mark.parametrize("content, expected", [
     (None, "no such model file"),
     (b"", r"empty \(0 bytes\)"),
-    (b"hello, this is a text file\n", "not a TensorFlow Lite model"),
-    (bytes(range(256)) * 8, "not a TensorFlow Lite model"),
+    (b"hello, this is a text file\n", "not a TensorFlow Lite or TOSA model"),
+    (bytes(range(256)) * 8, "not a TensorFlow Lite or TOSA model"),
 ])
 def test_bad_files_name_the_file(estimator: Estimator, tmp_path: Path, content: bytes | None,
                                  expected: str) -> None:
@@ -103,7 +103,7 @@ def test_only_regular_files_are_read(estimator: Estimator, tmp_path: Path) -> No
     started = time.monotonic()
     for path, expected in ((fifo, "pipe.tflite: not a regular file"), (Path("/dev/zero"), "/dev/zero: not a regular"),
                            (huge, "huge.tflite: 3,221,225,472 bytes is more than a flatbuffer can hold"),
-                           (sparse_model, "sparse.tflite: not a TensorFlow Lite model")):
+                           (sparse_model, "sparse.tflite: not a TensorFlow Lite or TOSA model")):
         with pytest.raises(ModelError, match=expected):
             estimator.estimate(path, target(estimator.rootdir))
     assert time.monotonic() - started < 2.0

@@ -125,7 +125,7 @@ def test_improvement_passes_and_strict_fails(repo: pytest.Pytester) -> None:
     result = repo.runpytest("-k", "test_net", *mode)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*improved*", "1 estimate(s) improved beyond tolerance: tighten their "
-                                 "baselines with pytest --ethosu-update"])
+                                 "baselines with pytest --ethosu-update test_models.py::test_net"])
     strict = repo.runpytest("-k", "test_net", "--ethosu-strict", *mode)
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["*improved beyond tolerance (--ethosu-strict fails on it): network total_cycles -*"])
@@ -172,7 +172,8 @@ def test_unused_baselines_reported_then_deleted_for_selected_tests(repo: pytest.
     shutil.copy(net_baseline(repo), other)
     report = repo.runpytest(*mode)
     report.assert_outcomes(passed=4)
-    report.stdout.fnmatch_lines(["2 unused baseline(s) (delete them with pytest --ethosu-update):",
+    report.stdout.fnmatch_lines(["2 unused baseline(s) (delete them with pytest --ethosu-update "
+                                 "test_models.py::test_net test_models.py::test_two):",
                                  "  baselines/test_models/test_net/old.json",
                                  "  baselines/test_models/test_two/old.json"])
     update = repo.runpytest("--ethosu-update", "-k", "test_two", *mode)
@@ -300,7 +301,8 @@ def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pyteste
 
     full = repo.runpytest(*mode)
     full.assert_outcomes(passed=4)
-    full.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with pytest --ethosu-update):",
+    full.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with a full run of pytest --ethosu-update, "
+                               "which also writes every other change it finds):",
                                "  baselines/test_models/test_deleted/default.json"])
 
     update = repo.runpytest("--ethosu-update", *mode)

@@ -11,7 +11,8 @@ configuration files and architecture data) lives in this package, in two parts:
   descriptor 1 and can crash its process, so pytest's process never imports it.
 
 ``tflite.py`` reads TFLite flatbuffers with Vela's generated schema classes (pure Python); the
-worker uses it to check models and ``modelgen.py`` to write them.
+worker uses it to check models and ``modelgen.py`` to write them.  ``tosa.py`` checks TOSA
+flatbuffers (pure Python, no Vela) in the worker before Vela sees them.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ TOTAL_NUMBERS = (
 )
 
 #: Model file formats Vela compiles, by the flatbuffer file identifier at bytes 4-8.
-MODEL_FORMATS = {b"TFL3": "tflite"}
+MODEL_FORMATS = {b"TFL3": "tflite", b"TOSA": "tosa"}
+#: What each format is called in messages.
+FORMAT_NAMES = {"tflite": "TensorFlow Lite", "tosa": "TOSA"}
 
 
 @functools.cache
@@ -233,7 +236,7 @@ def check_config_settings(config_names: Sequence[str], system_config: str | None
 
 
 def model_format(head: bytes) -> str | None:
-    """``tflite`` (or another format Vela compiles) from a file's first 8 bytes, else None."""
+    """``tflite`` or ``tosa`` (the formats Vela compiles) from a file's first 8 bytes, else None."""
     return MODEL_FORMATS.get(head[4:8]) if len(head) >= 8 else None
 
 

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from . import (
     LAYER_TEXT,
+    MODEL_FORMATS,
     CpuReason,
     Job,
     ModelFacts,
@@ -38,6 +39,7 @@ from . import (
     version_tuple,
 )
 from .tflite import ModelCheckError, inspect_model, model_operators, parse_model
+from .tosa import TosaCheckError, inspect_tosa
 
 #: The compiled-model custom operator that stands for work placed on the NPU.
 NPU_OPERATOR = "ethos-u"
@@ -381,6 +383,11 @@ def captured_output(log: IO[bytes]) -> Iterator[None]:
 
 def _inspect(path: Path) -> ModelFacts:
     data = path.read_bytes()
+    if MODEL_FORMATS.get(data[4:8]) == "tosa":
+        try:
+            return inspect_tosa(data)
+        except TosaCheckError as exc:
+            raise AdapterError(str(exc)) from None
     try:
         return inspect_model(data)
     except ModelCheckError as exc:

@@ -1,0 +1,213 @@
+"""PyTorch models through ExecuTorch's Arm Ethos-U flow, for real: no mocks of ExecuTorch or Vela.
+
+Inner sessions (pytester) define small modules and gate them on ethos-u65-256.  These tests
+need the pinned PyTorch stack (``pip install -e ".[test,pytorch]"``).  Without it they skip
+locally, and fail under CI (``CI=true``), where ``.ci/run`` installs it: they must not
+silently disappear from CI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STACK = all(importlib.util.find_spec(name) is not None for name in ("torch", "executorch", "torchao"))
+if not STACK and os.environ.get("CI") == "true":
+    pytest.fail('CI=true but the PyTorch stack is not installed: .ci/run installs it with '
+                'pip install -e ".[test,pytorch]"', pytrace=False)
+pytestmark = pytest.mark.skipif(not STACK, reason='needs the PyTorch stack: pip install -e ".[test,pytorch]"')
+if STACK:
+    # pytester's in-process runs restore sys.modules afterwards; torch's C extension cannot be
+    # imported a second time in a process, so import the whole stack out here, once
+    from pytest_ethosu import pytorch
+
+    pytorch.preload()
+
+U65 = 'accelerator="ethos-u65-256", system_config="Ethos_U65_High_End", memory_mode="Dedicated_Sram"'
+
+# An inner test file: its network's first convolution is WIDTH channels wide, and MID selects
+# what sits between the two halves (nothing, or torch.where, which U55/U65's TOSA profile
+# leaves to the CPU).  Both are read from files, so the source lines never move.
+NET = f'''
+import pathlib
+
+import torch
+
+WIDTH = int(pathlib.Path(__file__).with_name("width.txt").read_text())
+MID = pathlib.Path(__file__).with_name("mid.txt").read_text().strip()
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, WIDTH, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(WIDTH, 16, 3, stride=2, padding=1)
+        self.c3 = torch.nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        if MID == "where":
+            x = torch.where(x > 0.5, x, x * 0.25)
+        return torch.relu(self.c3(x))
+
+
+def inputs():
+    torch.manual_seed(0)
+    return (torch.randn(1, 3, 16, 16),)
+
+
+def test_net(ethosu_perf):
+    torch.manual_seed(1)
+    ethosu_perf(Net(), inputs(), {U65})
+'''
+
+
+@pytest.fixture
+def net(project: pytest.Pytester) -> pytest.Pytester:
+    project.makepyfile(test_net=NET)
+    (project.path / "width.txt").write_text("8")
+    (project.path / "mid.txt").write_text("none")
+    return project
+
+
+def test_wider_layer_fails_by_module_path_update_accepts(net: pytest.Pytester) -> None:
+    net.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    baseline = net.path / "baselines" / "test_net" / "test_net" / "default.json"
+    assert '"module": "c1"' in baseline.read_text() and '"source": "test_net.py:17"' in baseline.read_text()
+    (net.path / "width.txt").write_text("24")
+    result = net.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CheckFailed: ethosu: Net on ethos-u65-256: network total_cycles +*",
+                                 "*c1 (test_net.py:17) tosa_rescale_default*Conv2D*cycles*"])
+    net.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    again = net.runpytest("-p", "no:xdist")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*Vela ran 0 time(s), 1 answered from the cache*",
+                                "*ExecuTorch lowered 0 PyTorch program(s) to TOSA, 1 answered from the cache*"])
+
+
+def test_cpu_fallback_fails_naming_the_operator(net: pytest.Pytester) -> None:
+    net.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    (net.path / "mid.txt").write_text("where")
+    result = net.runpytest("-p", "no:xdist", "-v")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(["*work moved from the NPU to the CPU: 2 layer(s) now run on the CPU*",
+                                 "*Net (test_net.py:19) aten_where_self*aten.where.self*to cpu*",
+                                 "*cpu fallback: * operator(s) on the CPU: *aten.where.self*",
+                                 "*reasons: *Had torch.bool input aten_gt_tensor that is not supported by TOSA*"])
+    assert "TOSA partition 2 of 2" not in result.stdout.str()  # the partitions estimate fine
+    net.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    record = net.runpytest("-p", "no:xdist")
+    record.assert_outcomes(passed=1)
+    record.stdout.fnmatch_lines(["test_net*Net*ethos-u65-256*/2*ok"])  # 2 partitions' ops / 2 CPU ops
+
+
+def test_xdist_pt2_calibration_and_prequantised(project: pytest.Pytester) -> None:
+    """Under -n 2: a .pt2 program, a calibration iterable, a pre-quantised program with
+    quantize=False, and estimate() next to checks; the second run is answered from the cache."""
+    project.makepyfile(test_forms=f'''
+        import torch
+
+        class Small(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+                self.head = torch.nn.Conv2d(8, 8, 1)
+
+            def forward(self, x):
+                return self.head(torch.relu(self.conv(x)))
+
+        def make():
+            torch.manual_seed(0)
+            return Small().eval(), (torch.randn(1, 3, 16, 16),)
+
+        def test_pt2(ethosu_perf, tmp_path_factory):
+            module, inputs = make()
+            path = tmp_path_factory.getbasetemp() / "small.pt2"
+            torch.export.save(torch.export.export(module, inputs), path)
+            result = ethosu_perf(str(path), {U65})
+            assert result.layers[2].module == "conv" and result.cpu_ops == 0
+
+        def test_calibration(ethosu_perf):
+            module, inputs = make()
+            batches = [(torch.randn(1, 3, 16, 16),) for _ in range(3)]
+            result = ethosu_perf(module, inputs, calibration=batches, {U65})
+            assert result.target["partitions"] == 1
+
+        def test_prequantised(ethosu_perf):
+            from executorch.backends.arm.ethosu import EthosUCompileSpec
+            from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            module, inputs = make()
+            quantizer = EthosUQuantizer(EthosUCompileSpec("ethos-u65-256"))
+            quantizer.set_global(get_symmetric_quantization_config())
+            graph = prepare_pt2e(torch.export.export(module, inputs).module(), quantizer)
+            graph(*inputs)
+            program = torch.export.export(convert_pt2e(graph), inputs)
+            result = ethosu_perf.estimate(program, inputs, quantize=False, {U65})
+            assert result.total_cycles > 0 and result.model == "ExportedProgram"
+    ''')
+    first = project.runpytest("-n", "2", "--ethosu-update")
+    first.assert_outcomes(passed=3)
+    second = project.runpytest("-n", "2")
+    second.assert_outcomes(passed=3)
+    second.stdout.fnmatch_lines(["*Vela ran 0 time(s), * answered from the cache*",
+                                 "*ExecuTorch lowered 0 PyTorch program(s) to TOSA, 3 answered from the cache*"])
+
+
+def test_without_the_extra_one_test_fails_naming_it(project: pytest.Pytester) -> None:
+    """ExecuTorch missing (hidden from imports in a subprocess): the PyTorch test fails with the
+    extra's name; the .tflite test in the same session passes."""
+    project.makeconftest("""
+        import sys
+        sys.modules["executorch"] = None  # as if the pytorch extra were not installed
+    """)
+    project.makepyfile(test_mixed="""
+        import torch
+
+        def test_module(ethosu_perf):
+            ethosu_perf.estimate(torch.nn.Conv2d(3, 8, 3), (torch.randn(1, 3, 8, 8),))
+
+        def test_tflite(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite")
+    """)
+    result = project.runpytest_subprocess("-p", "no:xdist")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(['*ModelError: estimating a PyTorch model needs ExecuTorch*'
+                                 'pip install "pytest-ethosu?pytorch?"*'])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_arguments_for_pytorch_only(project: pytest.Pytester) -> None:
+    project.makepyfile(test_args="""
+        def test_tflite_with_inputs(ethosu_perf):
+            ethosu_perf.estimate("models/base.tflite", (1, 2))
+    """)
+    result = project.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ArgumentError: example_inputs, calibration and quantize are for PyTorch models*"])
+
+
+def test_seed_example_runs(tmp_path: Path) -> None:
+    """examples/pytorch, run as a user runs it, against its committed baselines: the figures
+    the README quotes."""
+    source = Path(__file__).resolve().parent.parent / "examples" / "pytorch"
+    project = tmp_path / "pytorch"
+    shutil.copytree(source, project, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
+    before = {p: p.read_bytes() for p in sorted((project / "baselines").rglob("*.json"))}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-s"],
+                         cwd=project, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert ("third convolution (conv3, seed_net.py:25): 90ch 1060650 cycles at 90.9% utilisation, "
+            "96ch 1060650 cycles at 97.0%") in out
+    assert "-> 96 channels: same cycles, +6.7% MACs (MAC utilisation 90.9% -> 97.0%)" in out
+    assert "1 passed" in out and "REGRESSED" not in out and "MISSING" not in out
+    assert {p: p.read_bytes() for p in sorted((project / "baselines").rglob("*.json"))} == before
