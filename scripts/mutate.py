@@ -107,6 +107,7 @@ MUTATIONS = (
     Mutation("no-structure-check", "corrupt models are refused before Vela sees them",
              "pytest_ethosu/vela/tflite.py", "    check_buffers(model, len(data))\n    check_structure(model)\n", "",
              ("tests/test_estimate.py::test_directory_and_truncated",
+              "tests/test_estimate.py::test_indices_out_of_range_are_refused_before_vela",
               "tests/test_hardening.py::test_structure_check_catches_header_corruption")),
     Mutation("reads-fifo", "only regular files are read",
              "pytest_ethosu/estimator.py", "    if not stat.S_ISREG(info.st_mode):", "    if False:",

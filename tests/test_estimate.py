@@ -85,6 +85,23 @@ def test_directory_and_truncated(estimator: Estimator, model_dir: Path, tmp_path
         estimator.estimate(cut, target(estimator.rootdir))
 
 
+def test_indices_out_of_range_are_refused_before_vela(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
+    """Vela's C++ core trusts the indices in a model; the plugin checks them first and says
+    which one is wrong."""
+    import struct
+
+    from pytest_ethosu.vela.tflite import parse_model
+
+    data = bytearray((model_dir / "base.tflite").read_bytes())
+    tensor = parse_model(bytes(data)).Subgraphs(0).Tensors(1)
+    struct.pack_into("<I", data, tensor._tab.Pos + tensor._tab.Offset(8), 9999)  # its 'buffer' field
+    bad = tmp_path / "bad_index.tflite"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"bad_index.tflite: corrupt: tensor 1 of subgraph 0 uses buffer 9999, "
+                                         r"but the model has \d+ buffers"):
+        estimator.estimate(bad, target(estimator.rootdir))
+
+
 def test_only_regular_files_are_read(estimator: Estimator, tmp_path: Path) -> None:
     """A FIFO would block forever, a device never ends, a huge sparse file would be read whole:
     each is refused from its metadata or its first 8 bytes."""
