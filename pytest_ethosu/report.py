@@ -17,6 +17,7 @@ from .baseline import estimator_identity
 from .compare import Change, Comparison, worst_first
 from .gate import Status
 from .result import EstimateResult
+from .result import layer_table as result_layer_table
 
 
 class Record(TypedDict):
@@ -376,20 +377,11 @@ class SessionSummary:
     unused_tests: list[str] | None = None  # the tests the unused baselines belong to; None: some to none
 
 
-LAYER_COLUMNS = (("#", "index"), ("Original Operator", "op"), ("NNG Operator", "npu_op"), ("Target", "placement"),
-                 ("Staging Usage", "staging_usage"), ("Op Cycles", "cycles"), ("NPU", "npu_cycles"),
-                 ("SRAM AC", "sram_access_cycles"), ("DRAM AC", "dram_access_cycles"),
-                 ("OnFlash AC", "on_chip_flash_access_cycles"), ("OffFlash AC", "off_chip_flash_access_cycles"),
-                 ("MAC Count", "macs"), ("Util% (MAC)", "mac_utilization"), ("Name", "name"))
-
-
 def layer_table(record: Mapping[str, Any]) -> str:
     """One estimate's per-layer table (``--ethosu-layers``), from its record's detail."""
     layers = (record.get("detail") or {}).get("layers", [])
-    rows = [[f"{layer[key]:.2f}" if key == "mac_utilization" else layer[key] for _, key in LAYER_COLUMNS]
-            for layer in layers]
     return (f"{_label(record)}: {record['model']} on {record['accelerator']}, {record['total_cycles']:,} cycles\n"
-            + tabulate(rows, headers=[h for h, _ in LAYER_COLUMNS], tablefmt="simple", disable_numparse=True))
+            + result_layer_table(layers, record["total_cycles"]))
 
 
 def count_line(records: Sequence[Record], advisor_runs: int) -> str:

@@ -17,12 +17,13 @@ Units
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
 
-from .vela import TOTAL_NUMBERS, VelaRun, macs_per_cycle
+from .vela import LAYER_HEADINGS, TOTAL_NUMBERS, VelaRun, macs_per_cycle
 
 Number = int | float
 
@@ -175,30 +176,34 @@ class EstimateResult:
 
     def table(self, tablefmt: str = "simple") -> str:
         """The per-layer table, in the columns and order of ``vela --verbose-performance``."""
-        headers = ["#", "Original Operator", "NNG Operator", "Target", "Staging Usage", "Op Cycles",
-                   "Network% (cycles)", "NPU", "SRAM AC", "DRAM AC", "OnFlash AC", "OffFlash AC",
-                   "MAC Count", "Util% (MAC)", "Name"]
-        total = float(self.total_cycles) or 1.0
-        rows = [[layer.index, layer.op, layer.npu_op, layer.placement, layer.staging_usage,
-                 layer.cycles, f"{100.0 * float(layer.cycles) / total:.2f}", layer.npu_cycles,
-                 layer.sram_access_cycles, layer.dram_access_cycles,
-                 layer.on_chip_flash_access_cycles, layer.off_chip_flash_access_cycles,
-                 layer.macs, f"{layer.mac_utilization:.2f}", layer.name]
-                for layer in self.layers]
-        if any(layer.module or layer.partition is not None for layer in self.layers):  # a PyTorch model
-            headers += ["Partition", "Module", "Source"]
-            for row, layer in zip(rows, self.layers, strict=True):
-                row += ["CPU" if layer.partition is None else layer.partition, layer.module, layer.source]
         head = (f"{self.model} on {self.accelerator} ({self.target.get('system_config')}, "
                 f"{self.target.get('memory_mode')}), Vela {self.vela_version} {self.core} core\n"
                 f"total {self.total_cycles} cycles = {1000.0 * self.inference_time:.3f} ms, "
                 f"{self.macs} MACs, {self.npu_ops} NPU ops, {self.cpu_ops} CPU ops\n")
-        return head + tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+        return head + layer_table([layer.to_dict() for layer in self.layers], self.total_cycles, tablefmt)
 
     def __repr__(self) -> str:
         return (f"EstimateResult(model={self.model!r}, accelerator={self.accelerator!r}, "
                 f"total_cycles={self.total_cycles}, layers={len(self.layers)}, "
                 f"cpu_ops={self.cpu_ops})")
+
+
+def layer_table(layers: Sequence[Mapping[str, Any]], total_cycles: Number, tablefmt: str = "simple") -> str:
+    """Layers (``Layer.to_dict()`` or a baseline's) as Vela's per-layer report shows them, with
+    the PyTorch module and source line when the layers have them."""
+    total = float(total_cycles) or 1.0
+    headings = [heading for _, heading in LAYER_HEADINGS]
+    rows = []
+    for layer in layers:
+        values = {**layer, "share": f"{100.0 * float(layer['cycles']) / total:.2f}",
+                  "mac_utilization": f"{float(layer['mac_utilization']):.2f}"}
+        rows.append([values[key] for key, _ in LAYER_HEADINGS])
+    if any(layer.get("module") or layer.get("partition") is not None for layer in layers):  # a PyTorch model
+        headings += ["Partition", "Module", "Source"]
+        for row, layer in zip(rows, layers, strict=True):
+            partition = layer.get("partition")
+            row += ["CPU" if partition is None else partition, layer.get("module", ""), layer.get("source", "")]
+    return tabulate(rows, headers=headings, tablefmt=tablefmt, disable_numparse=True)
 
 
 def build_result(model: str, sha256: str, vela_version: str, config_names: tuple[str, ...],

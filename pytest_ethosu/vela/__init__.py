@@ -49,6 +49,14 @@ LAYER_NUMBERS = (
 )
 LAYER_TEXT = ("op", "npu_op", "placement", "name")
 
+#: Vela's headings of its per-layer report, for tables people compare with ``vela
+#: --verbose-performance``: plugin field -> heading ("share" is the layer's percent of the cycles).
+LAYER_HEADINGS = (("index", "#"), ("op", "Original Operator"), ("npu_op", "NNG Operator"), ("placement", "Target"),
+                  ("staging_usage", "Staging Usage"), ("cycles", "Op Cycles"), ("share", "Network% (cycles)"),
+                  ("npu_cycles", "NPU"), ("sram_access_cycles", "SRAM AC"), ("dram_access_cycles", "DRAM AC"),
+                  ("on_chip_flash_access_cycles", "OnFlash AC"), ("off_chip_flash_access_cycles", "OffFlash AC"),
+                  ("macs", "MAC Count"), ("mac_utilization", "Util% (MAC)"), ("name", "Name"))
+
 #: The network totals a run reports, by the plugin's names (memory use in bytes).
 TOTAL_NUMBERS = (
     "total_cycles",
