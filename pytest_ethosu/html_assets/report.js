@@ -15,6 +15,18 @@
   Chart.defaults.font.size = 11;
 
   function num(v) { return v === null || v === undefined ? "-" : fmt.format(v); }
+  // the axes of every cycles chart: layers along x (ticks as given), NPU cycles on the left,
+  // MAC utilisation on the right
+  function cycleScales(xTicks) {
+    return {
+      x: { ticks: xTicks },
+      y: { beginAtZero: true, title: { display: true, text: "NPU cycles" },
+           ticks: { callback: function (v) { return fmt.format(v); } } },
+      util: { position: "right", min: 0, max: 110, grid: { drawOnChartArea: false },
+              title: { display: true, text: "MAC utilisation %" },
+              ticks: { stepSize: 20, callback: function (v) { return v <= 100 ? v : ""; } } }
+    };
+  }
   function pct(now, base) {
     if (base === null || base === undefined || !base) return "";
     var p = 100 * (now - base) / Math.abs(base);
@@ -76,16 +88,9 @@
       options: {
         responsive: true, maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
-        scales: {
-          x: { ticks: { autoSkip: true, maxRotation: 60, minRotation: 0,
-                        color: function (ctx) { return moved[ctx.index] ? "#d62728" : "#555"; },
-                        font: function (ctx) { return moved[ctx.index] || d.findings[String(ctx.index)] ? { weight: "bold" } : {}; } } },
-          y: { beginAtZero: true, title: { display: true, text: "NPU cycles" },
-               ticks: { callback: function (v) { return fmt.format(v); } } },
-          util: { position: "right", min: 0, max: 110, grid: { drawOnChartArea: false },
-                  title: { display: true, text: "MAC utilisation %" },
-                  ticks: { stepSize: 20, callback: function (v) { return v <= 100 ? v : ""; } } }
-        },
+        scales: cycleScales({ autoSkip: true, maxRotation: 60, minRotation: 0,
+                              color: function (ctx) { return moved[ctx.index] ? "#d62728" : "#555"; },
+                              font: function (ctx) { return moved[ctx.index] || d.findings[String(ctx.index)] ? { weight: "bold" } : {}; } }),
         plugins: {
           legend: { position: "top", align: "start", labels: { boxWidth: 12 } },
           tooltip: {
@@ -238,15 +243,8 @@
       data: { labels: first.index.map(function (ix, i) { return ix + " " + first.op[i]; }), datasets: datasets },
       options: {
         responsive: true, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
-        scales: {
-          x: { ticks: { color: function (ctx) { return marked[ctx.index] ? "#6a3d9a" : "#555"; },
-                        font: function (ctx) { return marked[ctx.index] ? { weight: "bold", size: 12 } : {}; } } },
-          y: { beginAtZero: true, title: { display: true, text: "NPU cycles" },
-               ticks: { callback: function (v) { return fmt.format(v); } } },
-          util: { position: "right", min: 0, max: 110, grid: { drawOnChartArea: false },
-                  title: { display: true, text: "MAC utilisation %" },
-                  ticks: { stepSize: 20, callback: function (v) { return v <= 100 ? v : ""; } } }
-        },
+        scales: cycleScales({ color: function (ctx) { return marked[ctx.index] ? "#6a3d9a" : "#555"; },
+                              font: function (ctx) { return marked[ctx.index] ? { weight: "bold", size: 12 } : {}; } }),
         plugins: {
           legend: { position: "top", align: "start", labels: { boxWidth: 12 } },
           tooltip: { callbacks: {
