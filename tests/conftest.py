@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from pytest_ethosu.estimator import Estimator
 from tests.models import use, write_models
 
 
@@ -15,6 +16,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     write_models(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
+    """One estimator (worker, memo; no disk cache, no advice) shared by a test module."""
+    root = tmp_path_factory.mktemp("root")
+    est = Estimator(root, tmp_path_factory.mktemp("scratch"), timeout=300)
+    yield est
+    est.close()
 
 
 @pytest.fixture

@@ -30,6 +30,11 @@ def network(filters: int = 16, extra_layer: bool = False, cpu_op: bool = False,
     return m.build(x)
 
 
+#: The seed article's target, as the suite's tests name it.
+U65: dict[str, object] = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
+                          "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
+
+
 VARIANTS: dict[str, Callable[[], bytes]] = {
     "base.tflite": lambda: network(),
     "wider.tflite": lambda: network(filters=48),

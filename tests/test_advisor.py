@@ -14,10 +14,8 @@ from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import resolve
 from pytest_ethosu.vela import CpuReason
 from pytest_ethosu.vela.engine import cpu_reasons
+from tests.models import U65
 from tests.release import CORE_ARGS, DEFAULT_CORE
-
-U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End", "memory_mode": "Dedicated_Sram",
-       "vela_config": "Arm/vela.ini"}
 
 
 def seed_network(channels: int) -> bytes:

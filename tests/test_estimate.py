@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,8 @@ from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import Target, resolve
 from pytest_ethosu.vela import default_config_file
+from tests.models import U65
 from tests.release import op
-
-U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
-       "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
-
-
-@pytest.fixture(scope="module")
-def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
-    root = tmp_path_factory.mktemp("root")
-    est = Estimator(root, tmp_path_factory.mktemp("scratch"), timeout=120)
-    yield est
-    est.close()
 
 
 def target(root: Path, **settings: object) -> Target:

@@ -7,7 +7,6 @@ supported release: ``pytest -m parity``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,10 @@ from pytest_ethosu.target import resolve
 from pytest_ethosu.vela import ADDED_IN, expected_core, version_tuple
 from pytest_ethosu.vela.engine import summary_core
 from tests.cli import differences, vela_cli
+from tests.models import U65
 from tests.release import CORE_ARGS, DEFAULT_CORE, OLD, OTHER_CORE, OTHER_CORE_ARGS, VERSION
 
 pytestmark = pytest.mark.parity
-
-U65 = {"accelerator": "ethos-u65-256", "system_config": "Ethos_U65_High_End",
-       "memory_mode": "Dedicated_Sram", "vela_config": "Arm/vela.ini"}
-
-
-@pytest.fixture(scope="module")
-def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
-    root = tmp_path_factory.mktemp("parity")
-    est = Estimator(root, tmp_path_factory.mktemp("scratch"), timeout=300)
-    yield est
-    est.close()
-
 
 TARGETS = {
     "u55-default-core": {"accelerator": "ethos-u55-128"},
