@@ -305,6 +305,9 @@ class ModelFacts:
     operators: tuple[str, ...]  # every operator, in order, by TFLite's names (CONV_2D)
     float_ops: int  # operators that compute in float
     convolutions: Mapping[str, Mapping[str, Any]]  # CONV_2D shapes by output tensor name
+    #: every tensor name of the model, for reading Vela's rows in the worker (never sent to
+    #: pytest's process, so not part of a run's JSON or its equality)
+    names: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 class InvalidRun(ValueError):

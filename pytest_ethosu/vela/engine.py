@@ -16,6 +16,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import io
 import math
 import os
 import re
@@ -39,7 +40,7 @@ from . import (
     version_tuple,
 )
 from .tflite import ModelCheckError, inspect_model, model_operators, parse_model
-from .tosa import TosaCheckError, inspect_tosa
+from .tosa import TosaCheckError, inspect_tosa, read_graph
 
 #: The compiled-model custom operator that stands for work placed on the NPU.
 NPU_OPERATOR = "ethos-u"
@@ -181,79 +182,180 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def read_per_layer_csv(path: Path) -> tuple[str | None, list[dict[str, Any]]]:
+def read_per_layer_csv(path: Path, names: frozenset[str] = frozenset()) -> tuple[str | None, list[dict[str, Any]]]:
     """The core that wrote Vela's per-layer CSV (None for an empty file), and its rows keyed
-    by the plugin's layer field names, in Vela's order.
+    by the plugin's layer field names, in Vela's order.  ``names`` are the tensor names of the
+    input model (see ``model_names``): they tell a name that holds a line break from two rows,
+    and Vela's generated ``#N`` names from the user's.
 
-    Vela joins fields with commas without quoting, so a layer name that holds a comma would
-    break a CSV reader: the name is the last column and takes the rest of the line.  The legacy
-    core writes one header per NPU subgraph into the same file; repeated headers are skipped.
-    Regor in Vela 4.0.0 to 4.2.0 writes ``N/A`` as every row's original operator: such rows
-    get their NNG operator instead, without the ``Bias`` suffix of those releases
+    The two cores write the file differently, and each is read as it writes it:
+
+    - regor (``stats_writer.write_regor_perlayer_performance_csv``, Vela 4.0.0 to 5.2.0) joins
+      the fields with ``,`` and ends each row with ``\n``, quoting nothing: a layer name, the
+      last column, is written as it is and may hold commas, quotes and line breaks.  See
+      ``_regor_table``.
+    - legacy (``npu_performance.print_performance``) writes with Python's ``csv.writer``: rows
+      end with ``\r\n`` and a name holding ``,``, ``"``, ``\r`` or ``\n`` is quoted.  It writes
+      one header per NPU subgraph into the same file; repeated headers are skipped.
+
+    Other characters (``\x0b \x0c \x1c-\x1e \x85 \u2028 \u2029``) are part of the name for
+    both cores.  Regor in Vela 4.0.0 to 4.2.0 writes ``N/A`` as every row's original operator:
+    such rows get their NNG operator instead, without the ``Bias`` suffix of those releases
     (``Conv2DBias`` -> ``Conv2D``, the name later releases write for the same rows).
     """
-    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-    if not lines:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        text = f.read()
+    if not text:
         return None, []
-    if lines[0] not in HEADERS:
+    header = text.split("\n", 1)[0].removesuffix("\r")
+    if header not in HEADERS:
         raise AdapterError(f"Vela {vela_version()} wrote a per-layer CSV header this plugin does "
-                           f"not know: {lines[0][:300]!r}")
-    header = lines[0]
+                           f"not know: {header[:300]!r}")
     core, columns = HEADERS[header]
+    table = _legacy_table(text) if core == "legacy" else _regor_table(text, len(columns), names)
+    heading = [c for c, _ in columns]
     rows: list[dict[str, Any]] = []
-    for line in lines[1:]:
-        if not line or line == header:
+    for fields in table:
+        if fields == heading:
             continue
-        fields = line.split(",", len(columns) - 1)
         if len(fields) != len(columns):
-            raise AdapterError(f"unexpected per-layer CSV line from Vela: {line[:200]!r}")
+            raise AdapterError(f"unexpected per-layer CSV row from Vela: {','.join(fields)[:200]!r}")
         row: dict[str, Any] = {}
-        for (_, key), text in zip(columns, fields, strict=False):
+        for (_, key), value in zip(columns, fields, strict=True):
             if key is not None:
-                row[key] = text if key in LAYER_TEXT else _number(text)
+                row[key] = value if key in LAYER_TEXT else _field_number(value, fields)
         row.setdefault("placement", "NPU")  # the legacy core only reports NPU subgraphs
         if row["op"] == "N/A" and row["npu_op"]:
             row["op"] = row["npu_op"].removesuffix("Bias")
         rows.append(row)
-    return core, normalise_generated_names(rows)
+    return core, normalise_generated_names(rows, names)
 
 
-def normalise_generated_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Renumber the ``#N`` suffixes of operators Vela creates.  Vela numbers them from a
-    process-wide counter, so the same model would get other names after other estimates in the
-    same worker; ranked within the model they are the same in every run."""
-    numbers = sorted({int(n) for row in rows for n in _GENERATED.findall(row["name"])})
+def _field_number(text: str, fields: list[str]) -> int | float:
+    try:
+        return _number(text)
+    except ValueError:
+        raise AdapterError(f"unexpected per-layer CSV row from Vela: {','.join(fields)[:200]!r}") from None
+
+
+def _legacy_table(text: str) -> list[list[str]]:
+    """The legacy core's file, read with the ``csv`` module it was written with."""
+    try:
+        return [fields for fields in csv.reader(io.StringIO(text, newline="")) if fields]
+    except csv.Error as exc:
+        raise AdapterError(f"unreadable per-layer CSV from Vela's legacy core: {exc}") from None
+
+
+# The start of a regor row, up to its name: the fields before the name never hold a comma or a
+# line break (operator names, NPU or CPU, numbers).
+_REGOR_ROW_START = re.compile(r"[^,\n]*,[^,\n]*,(?:NPU|CPU),(?:[-+.\w]+,){12}")
+
+
+def _regor_table(text: str, width: int, names: frozenset[str]) -> list[list[str]]:
+    """Regor's rows: ``width - 1`` fields that hold no comma or line break, then the name up to
+    the ``\n`` that ends the row.  A ``\n`` inside a name is told from the end of a row by what
+    follows it: the name goes on while the next line cannot start a row, or while the model has
+    a name that goes on past this line break (so a model name holding a line break and a forged
+    row after it stays one name).  The header (the first line) is left out."""
+    if not text.endswith("\n"):
+        raise AdapterError("Vela's per-layer CSV ends in the middle of a row (truncated?)")
+    lines = text[:-1].split("\n")[1:]
+    broken = [n for n in names if "\n" in n]
+    table: list[list[str]] = []
+    for line in lines:
+        starts_row = _REGOR_ROW_START.match(line) is not None
+        if table and (not starts_row or _goes_on(table[-1][-1], line, broken)):
+            table[-1][-1] += "\n" + line
+            continue
+        if not starts_row:
+            raise AdapterError(f"unexpected per-layer CSV line from Vela: {line[:200]!r}")
+        table.append(line.split(",", width - 1))
+    return table
+
+
+def _goes_on(name: str, line: str, broken: list[str]) -> bool:
+    """Whether a model name holding a line break reads on from ``name`` into ``line``."""
+    joined = f"{name}\n{line}"
+    return any(n.startswith(joined) or (joined.startswith(n) and len(n) > len(name)) for n in broken)
+
+
+def model_names(data: bytes) -> frozenset[str]:
+    """Every tensor name of the input model (TFLite or TOSA), the names Vela's per-layer rows
+    are given unless Vela made the operator itself."""
+    if MODEL_FORMATS.get(data[4:8]) == "tosa":
+        return frozenset(read_graph(data).tensors)
+    model = parse_model(data)
+    found = set()
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            found.add((graph.Tensors(t).Name() or b"").decode("utf-8", "surrogateescape"))
+    return frozenset(found)
+
+
+def normalise_generated_names(rows: list[dict[str, Any]], names: frozenset[str] = frozenset()
+                              ) -> list[dict[str, Any]]:
+    """Renumber the ``#N`` that Vela writes into the names of operators it creates.  Vela
+    numbers them from a process-wide counter, so the same model would get other names after
+    other estimates in the same worker; ranked within the model they are the same in every run.
+
+    Only Vela's own part of a name is renumbered: a row named after a tensor of the model
+    (``names``) keeps its name (``issue#42`` stays), and in a name that extends one (``x#42`` +
+    ``#1110``) only what follows the longest such tensor name is."""
+    found: list[tuple[dict[str, Any], int]] = []
+    for row in rows:
+        name = row["name"]
+        if name not in names:
+            found.append((row, max((len(n) for n in names if name.startswith(n)), default=0)))
+    numbers = sorted({int(m[1]) for row, kept in found for m in _GENERATED.finditer(row["name"], kept)})
     if not numbers:
         return rows
     rank = {n: i + 1 for i, n in enumerate(numbers)}
-    for row in rows:
-        row["name"] = _GENERATED.sub(lambda m: f"#{rank[int(m.group(1))]}", row["name"])
+    for row, kept in found:
+        name = row["name"]
+        row["name"] = name[:kept] + _GENERATED.sub(lambda m: f"#{rank[int(m[1])]}", name[kept:])
     return rows
+
+
+def _summary_table(text: str) -> list[list[str]]:
+    """Both cores write the summary with Python's ``csv.writer`` (rows end with ``\r\n``; the
+    network name, the model file's name, is quoted where it holds ``,``, ``"`` or a line break)."""
+    try:
+        table = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise AdapterError(f"unreadable summary CSV from Vela: {exc}") from None
+    if len(table) < 2 or "cycles_total" not in table[0] or len(table[1]) != len(table[0]):
+        raise AdapterError("Vela wrote a summary without cycles_total")
+    return table
 
 
 def summary_core(summary_text: str) -> str:
     """The core that wrote a summary CSV, for a run with no per-layer rows: the legacy core
     writes cycle counts as Python floats (``5629.0``), regor as integers (``7361``).  This held
     in every run of Vela 4.0.0 to 5.2.0 measured for this plugin (see README)."""
-    table = list(csv.reader(summary_text.splitlines()))
-    if len(table) < 2 or "cycles_total" not in table[0]:
-        raise AdapterError("Vela wrote a summary without cycles_total")
-    return "legacy" if "." in table[1][table[0].index("cycles_total")] else "regor"
+    header, values = _summary_table(summary_text)[:2]
+    return "legacy" if "." in values[header.index("cycles_total")] else "regor"
 
 
-def read_summary_csv(path: Path) -> dict[str, Any]:
+def read_summary_csv(summary_text: str) -> dict[str, Any]:
     """Vela's network summary; numeric columns become numbers."""
-    with open(path, newline="", encoding="utf-8") as f:
-        table = list(csv.reader(f))
-    if len(table) < 2:
-        raise AdapterError(f"Vela wrote an empty summary: {path.name}")
+    header, values = _summary_table(summary_text)[:2]
     summary: dict[str, Any] = {}
-    for key, text in zip(table[0], table[1], strict=False):
+    for key, text in zip(header, values, strict=True):
         try:
             summary[key] = text if key in SUMMARY_TEXT else _number(text)
         except ValueError:
             summary[key] = text
     return summary
+
+
+def summary_file(out_dir: Path, stem: str) -> Path | None:
+    """The summary Vela wrote into ``out_dir`` for a model named ``stem``:
+    ``<stem>_summary_<system config>.csv``.  Found by comparing names, not by a glob pattern,
+    so that a model named ``m[1].tflite`` or ``a*b.tflite`` is found too."""
+    prefix = f"{stem}_summary_"
+    found = sorted(p for p in out_dir.iterdir() if p.name.startswith(prefix) and p.name.endswith(".csv"))
+    return found[0] if found else None
 
 
 # How Vela announces an operator left on the CPU, per core.  Each pattern names the operator
@@ -333,15 +435,17 @@ def run_vela(job: Job, out_dir: Path, facts: ModelFacts, log: str = "") -> VelaR
 
 
 def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
-    stem = Path(job.model).stem
-    summaries = sorted(out_dir.glob(f"{stem}_summary_*.csv"))
+    stem = os.path.splitext(os.path.basename(job.model))[0]  # as Vela names its output files
+    found = summary_file(out_dir, stem)
     per_layer = out_dir / f"{stem}_per-layer.csv"
-    if not summaries:
+    if found is None:
         raise AdapterError("Vela finished but wrote no performance summary")
-    core, rows = read_per_layer_csv(per_layer) if per_layer.exists() else (None, [])
+    with open(found, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        summary_text = f.read()
+    core, rows = read_per_layer_csv(per_layer, facts.names) if per_layer.exists() else (None, [])
     if core is None:  # nothing on the NPU: the summary still tells the cores apart
-        core = summary_core(summaries[0].read_text(encoding="utf-8"))
-    summary = read_summary_csv(summaries[0])
+        core = summary_core(summary_text)
+    summary = read_summary_csv(summary_text)
     totals: dict[str, int | float] = {ours: summary[theirs] for theirs, ours in SUMMARY_TOTALS.items()}
     totals.update({ours: round(summary[theirs] * 1024.0) for theirs, ours in SUMMARY_KIB.items()})
     totals["macs"] = int(totals["macs"])
@@ -383,6 +487,10 @@ def captured_output(log: IO[bytes]) -> Iterator[None]:
 
 def _inspect(path: Path) -> ModelFacts:
     data = path.read_bytes()
+    return dataclasses.replace(_check_model(data), names=model_names(data))
+
+
+def _check_model(data: bytes) -> ModelFacts:
     if MODEL_FORMATS.get(data[4:8]) == "tosa":
         try:
             return inspect_tosa(data)
