@@ -2,7 +2,7 @@
 
 Every document here comes from real sessions: an inner project whose tests run the real Vela
 (one estimate regresses because a layer got wider), split into three shards and run whole, and
-the repository's own ``examples/`` session (the 90- vs 96-channel experiment).
+a copy of the repository's own ``examples/`` session (the 90- vs 96-channel experiment).
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The examples/ session's JSON report (90 vs 96 channels on an Ethos-U65-256)."""
-    path = tmp_path_factory.mktemp("example") / "example.json"
-    result = run_session(REPO / "examples", f"--ethosu-json={path}")
+    project = tmp_path_factory.mktemp("example") / "examples"
+    shutil.copytree(REPO / "examples", project,  # a copy: the session writes beside its baselines
+                    ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "pytorch"))
+    path = project.parent / "example.json"
+    result = run_session(project, f"--ethosu-json={path}")
     assert result.returncode == 0, result.stdout + result.stderr
     return path
 
