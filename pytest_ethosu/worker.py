@@ -48,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from . import scratch as scratch_dirs
 from .errors import VelaCrash, VelaTimeout, WorkerStartError
 
 _HEADER = struct.Struct(">Q")
@@ -57,6 +58,10 @@ START_TIMEOUT = 120.0
 _JOB_FAILED = 70
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: Process groups of the live workers of this process (each worker and its job): for
+#: ``kill_all``, which a SIGTERM handler calls (``scratch.py``).
+_groups: set[int] = set()
 
 
 def _write_message(stream: IO[bytes], message: dict[str, Any]) -> None:
@@ -106,8 +111,8 @@ class VelaWorker:
     makes this and every later request raise ``WorkerStartError`` at once.
 
     ``scratch`` is where the worker's temporary files go (a directory per worker process,
-    removed with it); without one, a private directory under the system's temporary directory,
-    removed by ``close``.
+    removed with it); without one, a scratch directory of its own (``scratch.make``), removed
+    by ``close``.
     """
 
     def __init__(self, command: list[str] | None = None, scratch: Path | None = None) -> None:
@@ -127,7 +132,7 @@ class VelaWorker:
 
     def _worker_tmp(self) -> Path:
         if self._scratch is None and self._own_scratch is None:
-            self._own_scratch = Path(tempfile.mkdtemp(prefix="pytest-ethosu-worker-"))
+            self._own_scratch = scratch_dirs.make()
         parent = self._scratch or self._own_scratch
         assert parent is not None
         return Path(tempfile.mkdtemp(prefix="vela-", dir=parent))
@@ -163,6 +168,7 @@ class VelaWorker:
                 raise WorkerStartError(self._start_error)
         self.starts += 1
         self._proc, self._tmp = proc, tmp
+        _groups.add(proc.pid)
         return proc
 
     def request(self, job: dict[str, Any], timeout: float | None) -> dict[str, Any]:
@@ -257,6 +263,7 @@ class VelaWorker:
                     proc.stdin.close()
                 try:
                     proc.wait(timeout=5)
+                    _groups.discard(proc.pid)
                 except subprocess.TimeoutExpired:
                     _kill_group(proc)
             for stream in (proc.stdin, proc.stdout):
@@ -265,16 +272,8 @@ class VelaWorker:
                         stream.close()
         self._forget_tmp()
         if self._own_scratch is not None:
-            shutil.rmtree(self._own_scratch, ignore_errors=True)
+            scratch_dirs.remove(self._own_scratch)
             self._own_scratch = None
-
-    def kill_now(self) -> None:
-        """Kill the worker and its job at once, waiting for nothing: for a signal handler that
-        is about to end pytest's process."""
-        proc = self._proc
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -283,6 +282,15 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    _groups.discard(proc.pid)
+
+
+def kill_all() -> None:
+    """Kill every live worker of this process and its job, waiting for nothing (for a signal
+    handler that is about to end the process; the kernel reaps them)."""
+    for group in list(_groups):
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
 
 
 def describe_exit(status: int) -> str:
