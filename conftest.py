@@ -1,4 +1,5 @@
-"""Repository-level pytest configuration: the plugin tests drive inner sessions with pytester."""
+"""Repository-level pytest configuration: the plugin tests drive inner sessions with pytester, and
+the run checks that they left the checkout as they found it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-pytest_plugins = ("pytester",)
+# tests.clean_checkout: the run fails when a test leaves files in the git checkout
+pytest_plugins = ("pytester", "tests.clean_checkout")
 
 # The suite's helpers live in the package ``tests`` (``tests.models``, ``tests.fake_worker``).
 # tosa-tools, which the PyTorch flow installs, puts a ``tests/`` directory without an

@@ -138,7 +138,7 @@ class Estimator:
         self.rootdir = rootdir
         self.scratch = scratch
         self.timeout = timeout
-        self.worker = worker or VelaWorker()
+        self.worker = worker or VelaWorker(scratch=scratch)
         self.cache = cache
         self.advise = advise
         self._memo: dict[tuple[str, Target, bool], EstimateResult] = {}

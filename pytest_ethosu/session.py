@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Generator
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, cache, report
+from . import baseline, cache, report, scratch
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
@@ -80,7 +78,7 @@ class EthosuSession:
     def estimator(self) -> Estimator:
         """Started on first use: a session that never estimates starts no worker."""
         if self._estimator is None:
-            self._scratch = tempfile.mkdtemp(prefix="pytest-ethosu-")
+            self._scratch = str(scratch.make())  # removed by close(), or on SIGTERM
             directory = self.settings.cache_dir
             pytest_cache = getattr(self.config, "cache", None)
             prepare = (lambda: pytest_cache.mkdir("ethosu")) if self.settings.cache_owned and pytest_cache else None
@@ -119,7 +117,7 @@ class EthosuSession:
         if self._estimator is not None:
             self._estimator.close()
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            scratch.remove(self._scratch)
 
     # -- hooks -----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from .target import SETTINGS
 
 SUMMARY_MODES = ("none", "short", "full")
 DEFAULT_TIMEOUT = 300.0
+MAX_TIMEOUT = 7 * 24 * 3600.0
 
 #: Options that take a path: written as two words, pytest may take the path for a test path
 #: while it looks for the rootdir, before it knows the plugin's options.
@@ -34,13 +35,15 @@ REPLAYED = (*(flag for flag, _, _ in SETTINGS.values()), "--ethosu-baseline-dir"
 
 
 def positive_seconds(text: str) -> float:
-    """argparse type of ``--ethosu-timeout``: a finite number of seconds above zero."""
+    """argparse type of ``--ethosu-timeout``: a number of seconds above zero, at most a week."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    if value > MAX_TIMEOUT:  # the worker waits with select(), which takes no more than ~292 years
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_TIMEOUT:.0f} seconds (a week), not {text!r}")
     return value
 
 

@@ -5,8 +5,9 @@ private copy of the repository and runs the tests that should catch it.  A mutat
 *killed* when those tests fail, *survived* when they pass (the suite does not protect that
 promise).  The unmutated copy must pass the same tests first.
 
-    python scripts/mutate.py            # all mutations, a table at the end (about 5 minutes)
+    python scripts/mutate.py            # all mutations, a table at the end
     python scripts/mutate.py umask nan  # only those whose name contains a word given
+    python scripts/mutate.py --list     # the mutations, their promises and their tests
 
 It never touches the working tree: each run copies the files git knows (as they are on disk)
 into a temporary directory.
@@ -125,6 +126,58 @@ MUTATIONS = (
     Mutation("warning-in-plugin", "EthosuWarning points at the user's test",
              "pytest_ethosu/fixture.py", "stacklevel=3)", "stacklevel=1)",
              ("tests/test_estimate.py::test_warning_points_at_the_test",)),
+    # the gate's exact edges (tests/test_boundaries.py)
+    Mutation("rtol-from-new-value", "a tolerance is measured from the baseline, not from the new value",
+             "pytest_ethosu/compare.py", "    allowed = tol.allowed(base)\n", "    allowed = tol.allowed(now)\n",
+             ("tests/test_boundaries.py::test_rtol_is_measured_from_the_baseline",
+              "tests/test_boundaries.py::test_atol_and_rtol_add_up_from_the_baseline")),
+    Mutation("limit-fails", "a change exactly at the tolerance passes",
+             "pytest_ethosu/compare.py", "    if now - base > allowed:", "    if now - base >= allowed:",
+             ("tests/test_boundaries.py::test_rtol_is_measured_from_the_baseline",)),
+    Mutation("atol-or-rtol", "the allowance is atol + rtol * |baseline|",
+             "pytest_ethosu/compare.py", "return self.atol + self.rtol * abs(baseline)",
+             "return max(self.atol, self.rtol * abs(baseline))",
+             ("tests/test_boundaries.py::test_atol_and_rtol_add_up_from_the_baseline",)),
+    Mutation("marker-per-metric-wins", "a tolerance in the call beats the marker, per metric too",
+             "pytest_ethosu/compare.py", "        for source in reversed(sources):", "        for source in sources:",
+             ("tests/test_boundaries.py::test_the_calls_per_metric_tolerance_beats_the_markers",
+              "tests/test_boundaries.py::test_call_per_metric_tolerance_beats_the_marker_in_a_session")),
+    Mutation("call-per-metric-ignored", "ethosu_perf(..., tolerances=...) is applied",
+             "pytest_ethosu/fixture.py", '[{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,',
+             '[{"rtol": rtol, "atol": atol, "tolerances": None}, self._marker,',
+             ("tests/test_boundaries.py::test_call_per_metric_tolerance_beats_the_marker_in_a_session",)),
+    Mutation("memo-ignores-advise", "an advised estimate is never answered by one made without advice",
+             "pytest_ethosu/estimator.py", "        key = (loaded.sha256, target, advise)",
+             "        key = (loaded.sha256, target, self.advise)",
+             ("tests/test_boundaries.py::test_memo_keeps_advised_and_unadvised_estimates_apart",)),
+    # Vela's summary, read as Vela wrote it (tests/test_parity.py against the vela command)
+    Mutation("sram-dram-swapped", "SRAM and DRAM use are Vela's, each in its place",
+             "pytest_ethosu/vela/engine.py",
+             'SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used"}',
+             'SUMMARY_KIB = {"sram_memory_used": "dram_used", "dram_memory_used": "sram_used"}',
+             ("tests/test_parity.py::test_figures_equal_the_vela_command",)),
+    Mutation("access-cycles-swapped", "each memory area's access cycles are Vela's, each in its place",
+             "pytest_ethosu/vela/engine.py",
+             '    "cycles_sram_access": "sram_access_cycles",\n    "cycles_dram_access": "dram_access_cycles",',
+             '    "cycles_sram_access": "dram_access_cycles",\n    "cycles_dram_access": "sram_access_cycles",',
+             ("tests/test_parity.py::test_figures_equal_the_vela_command",)),
+    # PyTorch models (tests/test_pytorch.py; needs the PyTorch stack, a few minutes each)
+    Mutation("pytorch-cpu-count", "operators ExecuTorch leaves to the CPU are counted",
+             "pytest_ethosu/pytorch.py", "cpu_ops=len(lowered.cpu_ops), ", "cpu_ops=0, ",
+             ("tests/test_pytorch.py::test_cpu_fallback_fails_naming_the_operator",)),
+    Mutation("pytorch-cpu-layers-dropped", "operators left to the CPU are listed as CPU layers where they run",
+             "pytest_ethosu/pytorch.py", "        add_cpu(number + 1)\n", "",
+             ("tests/test_pytorch.py::test_cpu_fallback_fails_naming_the_operator",)),
+    Mutation("pytorch-no-module-path", "a PyTorch model's layers name their module",
+             "pytest_ethosu/pytorch.py", 'module=origin.module if origin else ""', 'module=""',
+             ("tests/test_pytorch.py::test_wider_layer_fails_by_module_path_update_accepts",)),
+    Mutation("pytorch-no-source-line", "a PyTorch model's layers name the user's source line",
+             "pytest_ethosu/pytorch.py", 'source=origin.source if origin else ""', 'source=""',
+             ("tests/test_pytorch.py::test_wider_layer_fails_by_module_path_update_accepts",)),
+    Mutation("pytorch-key-without-program", "the lowering cache key covers the exported program",
+             "pytest_ethosu/pytorch.py", "key = lowering_key(program_key(program), batches",
+             'key = lowering_key("", batches',
+             ("tests/test_pytorch.py::test_wider_layer_fails_by_module_path_update_accepts",)),
 )
 
 
@@ -144,8 +197,17 @@ def run_tests(copy: Path, tests: tuple[str, ...]) -> int:
 
 
 def main(words: list[str]) -> int:
+    if words == ["--list"]:
+        for mutation in MUTATIONS:
+            print(f"{mutation.name:<28}  {mutation.promise}\n{'':<28}  " + " ".join(mutation.tests))
+        return 0
     chosen = [m for m in MUTATIONS if not words or any(w in m.name for w in words)]
+    unknown = [w for w in words if not any(w in m.name for m in MUTATIONS)]
+    if unknown:
+        print(f"no mutation's name contains {', '.join(map(repr, unknown))} (--list shows them)", file=sys.stderr)
+        return 2
     rows = []
+    unmutated: dict[tuple[str, ...], int] = {}  # each set of tests runs once on the unmutated copy
     with tempfile.TemporaryDirectory(prefix="ethosu-mutate-") as directory:
         copy = Path(directory)
         copy_repository(copy)
@@ -155,7 +217,9 @@ def main(words: list[str]) -> int:
             if original.count(mutation.old) != 1:
                 rows.append((mutation.name, "NOT APPLIED (the code moved)", mutation.promise))
                 continue
-            if run_tests(copy, mutation.tests) != 0:
+            if mutation.tests not in unmutated:
+                unmutated[mutation.tests] = run_tests(copy, mutation.tests)
+            if unmutated[mutation.tests] != 0:
                 rows.append((mutation.name, "TESTS FAIL UNMUTATED", mutation.promise))
                 continue
             path.write_text(original.replace(mutation.old, mutation.new))
@@ -174,7 +238,6 @@ def main(words: list[str]) -> int:
     killed = sum(r[1].startswith("killed") for r in rows)
     print(f"\n{killed} of {len(rows)} mutations killed")
     return 0 if killed == len(rows) else 1
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -28,6 +28,18 @@ COLUMNS = {
     "MAC Count": "macs", "Util% (MAC)": "mac_utilization", "Util%": "mac_utilization", "Name": "name",
 }
 
+#: Summary CSV columns -> the result's network figures (numbers, as Vela writes them).
+SUMMARY = {
+    "cycles_total": "total_cycles", "cycles_npu": "npu_cycles", "cycles_sram_access": "sram_access_cycles",
+    "cycles_dram_access": "dram_access_cycles", "cycles_on_chip_flash_access": "on_chip_flash_access_cycles",
+    "cycles_off_chip_flash_access": "off_chip_flash_access_cycles", "nn_macs": "macs",
+    "inference_time": "inference_time",
+}
+#: Summary CSV columns in KiB -> the result's figures in bytes.
+SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used"}
+#: Summary CSV columns -> the result's resolved target.
+SUMMARY_TARGET = {"system_config": "system_config", "memory_mode": "memory_mode", "core_clock": "core_clock"}
+
 
 @dataclass
 class CliRun:
@@ -37,6 +49,7 @@ class CliRun:
     total_cycles: str  # as the summary CSV writes it
     cpu_operators: int
     stdout: str
+    summary: dict[str, str]  # the summary CSV: column -> text
 
 
 def vela_command() -> list[str]:
@@ -69,7 +82,7 @@ def vela_cli(model: Path, target: Target, out: Path) -> CliRun:
     cpu = re.search(r"^CPU operators = (\d+)", done.stdout, re.MULTILINE)
     assert cpu is not None, done.stdout
     core = "legacy" if header[0] == "TFLite_operator" else "regor"
-    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout)
+    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary)
 
 
 def differences(result: EstimateResult, cli: CliRun) -> list[str]:
@@ -79,6 +92,7 @@ def differences(result: EstimateResult, cli: CliRun) -> list[str]:
         diffs.append(f"core {result.core} vs {cli.core}")
     if float(result.total_cycles) != float(cli.total_cycles):
         diffs.append(f"total cycles {result.total_cycles} vs {cli.total_cycles}")
+    diffs += summary_differences(result, cli.summary)
     if result.cpu_ops != cli.cpu_operators:
         diffs.append(f"cpu_ops {result.cpu_ops} vs 'CPU operators = {cli.cpu_operators}'")
     if len(result.layers) != len(cli.rows):
@@ -94,4 +108,20 @@ def differences(result: EstimateResult, cli: CliRun) -> list[str]:
             same = ours == text if isinstance(ours, str) else float(ours) == float(text)
             if not same:
                 diffs.append(f"layer {layer.index} {column}: {ours!r} vs {text!r}")
+    return diffs
+
+
+def summary_differences(result: EstimateResult, summary: dict[str, str]) -> list[str]:
+    """Where the result's network figures and target disagree with Vela's summary CSV."""
+    diffs = []
+    for column, field_name in SUMMARY.items():
+        if float(getattr(result, field_name)) != float(summary[column]):
+            diffs.append(f"{field_name} {getattr(result, field_name)!r} vs summary {column}={summary[column]}")
+    for column, field_name in SUMMARY_KIB.items():
+        if getattr(result, field_name) != round(float(summary[column]) * 1024):
+            diffs.append(f"{field_name} {getattr(result, field_name)!r} bytes vs summary {column}={summary[column]} KiB")
+    for column, key in SUMMARY_TARGET.items():
+        ours, theirs = result.target[key], summary[column]
+        if (ours != theirs) if isinstance(ours, str) else float(ours) != float(theirs):
+            diffs.append(f"target {key} {ours!r} vs summary {column}={theirs}")
     return diffs

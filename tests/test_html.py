@@ -2,7 +2,7 @@
 
 Every document here comes from real sessions: an inner project whose tests run the real Vela
 (one estimate regresses because a layer got wider), split into three shards and run whole, and
-the repository's own ``examples/`` session (the 90- vs 96-channel experiment).
+a copy of the repository's own ``examples/`` session (the 90- vs 96-channel experiment).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from pytest_ethosu import html_report, merge
 from pytest_ethosu.__main__ import main
 from tests.models import write_models
+from tests.shared import shared_directory
 
 REPO = Path(__file__).resolve().parent.parent
 SHARDS = {
@@ -54,12 +55,11 @@ def run_session(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
-@pytest.fixture(scope="module")
-def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """JSON reports of one project: run whole, and as three shards (one test file each).
+def make_sessions(root: Path) -> None:
+    """One project in ``root``, run whole and as three shards (one test file each), each run
+    writing its JSON report into ``root`` (``reports`` names them).
 
     ``test_net``'s model got wider after its baseline was made, so it regresses."""
-    root = tmp_path_factory.mktemp("project")
     (root / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
     models = write_models(root / "models")
     (root / "tests").mkdir()
@@ -69,21 +69,34 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     made = run_session(root, "--ethosu-update")
     assert made.returncode == 0, made.stdout + made.stderr
     shutil.copy(models["wider.tflite"], root / "models" / "current.tflite")
-    reports = {"all": root / "all.json", "all.out": root / "all.out"}
-    whole = run_session(root, f"--ethosu-json={reports['all']}")
+    paths = reports(root)
+    whole = run_session(root, f"--ethosu-json={paths['all']}")
     assert whole.returncode == 1 and "REGRESSED" in whole.stdout, whole.stdout + whole.stderr
-    reports["all.out"].write_text(whole.stdout)
+    paths["all.out"].write_text(whole.stdout)
     for number, name in enumerate(SHARDS):
-        reports[f"shard{number}"] = root / f"shard-{number}.json"
-        run_session(root, f"tests/{name}", f"--ethosu-json={reports[f'shard{number}']}")
-    return reports
+        run_session(root, f"tests/{name}", f"--ethosu-json={paths[f'shard{number}']}")
+
+
+def reports(root: Path) -> dict[str, Path]:
+    return {"all": root / "all.json", "all.out": root / "all.out",
+            **{f"shard{number}": root / f"shard-{number}.json" for number in range(len(SHARDS))}}
+
+
+@pytest.fixture(scope="session")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """JSON reports of one project (``make_sessions``), made once per test run: under xdist,
+    by one worker for all (``shared_directory``)."""
+    return reports(shared_directory(tmp_path_factory, "html-sessions", make_sessions))
 
 
 @pytest.fixture(scope="module")
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The examples/ session's JSON report (90 vs 96 channels on an Ethos-U65-256)."""
-    path = tmp_path_factory.mktemp("example") / "example.json"
-    result = run_session(REPO / "examples", f"--ethosu-json={path}")
+    project = tmp_path_factory.mktemp("example") / "examples"
+    shutil.copytree(REPO / "examples", project,  # a copy: the session writes beside its baselines
+                    ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "pytorch"))
+    path = project.parent / "example.json"
+    result = run_session(project, f"--ethosu-json={path}")
     assert result.returncode == 0, result.stdout + result.stderr
     return path
 

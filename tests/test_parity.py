@@ -34,8 +34,9 @@ TARGETS = {
 @pytest.mark.parametrize("settings", TARGETS.values(), ids=TARGETS.keys())
 def test_figures_equal_the_vela_command(estimator: Estimator, model_dir: Path, tmp_path: Path,
                                         settings: dict[str, object], model: str) -> None:
-    """Every per-layer row, the total cycles and the CPU operator count, as `vela
-    --verbose-performance` of this environment writes them."""
+    """Every per-layer row, every network figure of the summary CSV (cycles of each kind, MACs,
+    inference time, SRAM and DRAM use), the target Vela applied and the CPU operator count, as
+    `vela --verbose-performance` of this environment writes them, with each core."""
     target = resolve([settings], estimator.rootdir)
     result = estimator.estimate(model_dir / model, target)
     cli = vela_cli(model_dir / model, target, tmp_path / "cli")

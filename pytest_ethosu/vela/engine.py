@@ -539,7 +539,10 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def start() -> dict[str, Any]:
-    """Import Vela up front, so that a broken installation shows at once; the worker's hello."""
+    """Import Vela up front, so that a broken installation shows at once; the worker's hello.
+    The worker forks every job from the state this leaves (``worker.py``), so it must leave
+    nothing that a compilation would change: imports and the bundled ``.ini``'s sections only."""
     from ethosu.vela import vela  # noqa: F401
 
+    config_sections([str(default_config_file())])  # parsed once here, not in every job
     return {"vela_version": vela_version()}

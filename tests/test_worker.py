@@ -1,0 +1,55 @@
+"""The worker (issue 20 items 7, 9, 15): every estimate is a fresh process's, the time limit is
+the compile's, and nothing is left in the temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_ethosu.estimator import Estimator
+from pytest_ethosu.modelgen import ModelBuilder
+from pytest_ethosu.target import resolve
+from pytest_ethosu.vela.tflite import BuiltinOperator
+
+LEGACY = ["--debug-force-legacy-core"]
+
+
+def lut_model(filters: int, seed: int) -> bytes:
+    """Sigmoid and tanh: the legacy core gives their lookup tables ids from an lru_cache."""
+    m = ModelBuilder((1, 16, 16, 3), seed=seed)
+    x = m.conv2d(m.input, filters=filters, kernel=3, name="conv")
+    x = m._op(BuiltinOperator.LOGISTIC, [x], x.shape, "sig")
+    x = m.conv2d(x, filters=8, kernel=1, name="conv2")
+    x = m._op(BuiltinOperator.TANH, [x], x.shape, "tanh")
+    return m.build(x)
+
+
+def test_an_estimate_does_not_depend_on_what_the_worker_compiled_before(tmp_path: Path) -> None:
+    """Measured before the fix: b.tflite failed with "Two different addresses cannot be
+    assigned to the same tensor" after a.tflite in the same worker."""
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    a.write_bytes(lut_model(16, 0))
+    b.write_bytes(lut_model(48, 3))
+    one = Estimator(tmp_path, tmp_path, timeout=300)
+    try:
+        for model, accelerator in [(a, "ethos-u55-64"), (a, "ethos-u65-512"), (b, "ethos-u55-64")]:
+            result = one.estimate(model, resolve([{"accelerator": accelerator, "vela_args": LEGACY}], tmp_path))
+        assert one.worker.starts == 1
+    finally:
+        one.close()
+    fresh = Estimator(tmp_path, tmp_path, timeout=300)
+    try:
+        alone = fresh.estimate(b, resolve([{"accelerator": "ethos-u55-64", "vela_args": LEGACY}], tmp_path))
+    finally:
+        fresh.close()
+    assert result.core == "legacy"
+    assert result.to_dict()["layers"] == alone.to_dict()["layers"]
+    assert result.total_cycles == alone.total_cycles
+
+
+def test_a_timeout_beyond_a_week_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:xdist", "--ethosu-timeout=1e10")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --ethosu-timeout: expected at most 604800 seconds (a week), not '1e10'"])
