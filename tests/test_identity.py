@@ -20,7 +20,7 @@ from tests.cli import vela_cli
 
 # An autouse fixture of the inner session that opens the window between hashing and compiling:
 # right after the plugin has read and hashed models/current.tflite, the file is replaced by
-# models/wider.tflite (once).  Vela itself is not touched.
+# models/replacement.bin (once).  Vela itself is not touched.
 RACE_CONFTEST = """
 import pytest
 import pytest_ethosu.estimator as estimator_module
@@ -34,7 +34,7 @@ def swap_after_hashing(monkeypatch):
         loaded = load(model, rootdir, scratch)
         if not swapped and str(model).endswith("current.tflite"):
             swapped.append(model)
-            (rootdir / "models" / "current.tflite").write_bytes((rootdir / "models" / "wider.tflite").read_bytes())
+            (rootdir / "models" / "current.tflite").write_bytes((rootdir / "models" / "replacement.bin").read_bytes())
         return loaded
 
     monkeypatch.setattr(estimator_module, "load_model", racing_load)
@@ -59,10 +59,12 @@ def figures(estimator: Estimator, model_dir: Path) -> dict[str, tuple[str, int]]
     return found
 
 
-def _race(project: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """A session in which models/current.tflite (base) becomes wider right after it is hashed."""
+def _race(project: pytest.Pytester, *args: str, replacement: bytes | None = None) -> pytest.RunResult:
+    """A session in which models/current.tflite (base) becomes ``replacement`` (default: the
+    wider model) right after it is hashed."""
     models = project.path / "models"
     (models / "current.tflite").write_bytes((models / "base.tflite").read_bytes())
+    (models / "replacement.bin").write_bytes(replacement or (models / "wider.tflite").read_bytes())
     project.makeconftest(RACE_CONFTEST)
     project.makepyfile(test_race="""
         import json
@@ -70,7 +72,7 @@ def _race(project: pytest.Pytester, *args: str) -> pytest.RunResult:
 
         def test_current(ethosu_perf):
             result = ethosu_perf("models/current.tflite")
-            assert Path("models/current.tflite").read_bytes() == Path("models/wider.tflite").read_bytes()
+            assert Path("models/current.tflite").read_bytes() == Path("models/replacement.bin").read_bytes()
             Path("seen.json").write_text(json.dumps([result.model_sha256, result.total_cycles]))
     """)
     result = project.runpytest("-p", "no:xdist", *args)
@@ -86,6 +88,14 @@ def test_a_model_replaced_after_hashing_is_compiled_as_hashed(project: pytest.Py
     [document] = _baselines(project.path)
     assert document["model"]["sha256"] == base[0]  # type: ignore[index]
     assert document["totals"]["total_cycles"] == base[1]  # type: ignore[index]
+
+
+def test_the_structure_check_reads_the_bytes_that_were_hashed(project: pytest.Pytester,
+                                                               figures: dict[str, tuple[str, int]]) -> None:
+    """The worker checks the model's structure before Vela reads it: it checks the same copy."""
+    result = _race(project, "--ethosu-update", replacement=b"TFL3" * 3)  # no longer a readable model
+    result.assert_outcomes(passed=1)
+    assert tuple(json.loads((project.path / "seen.json").read_text())) == figures["base"]
 
 
 def test_the_cache_never_serves_one_files_cycles_for_anothers_digest(
