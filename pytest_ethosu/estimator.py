@@ -62,12 +62,17 @@ def stage(scratch: Path, digest: str, name: str, data: bytes) -> Path:
     ``scratch/inputs/<digest>/<name>``: content-addressed, so a copy once written is the
     right one for good, and named as the user's file, so Vela's output is named as before."""
     path = scratch / "inputs" / digest / name
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{name}.{os.getpid()}.part")
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{name}.{os.getpid()}.part")
+    try:
         part.write_bytes(data)
         part.chmod(0o444)
         os.replace(part, path)
+    except OSError:
+        part.unlink(missing_ok=True)  # a full disk keeps no partial copy
+        raise
     return path
 
 
@@ -261,7 +266,7 @@ class Estimator:
         try:
             job, names = self._job(loaded, target, configs)
         except OSError as exc:
-            raise EthosuError(f"{loaded.display}: cannot copy it into the session's scratch directory "
+            raise EthosuError(f"{loaded.display}: cannot copy what Vela is to read into the session's scratch directory "
                               f"{self.scratch} ({exc.strerror or exc})") from None
         try:
             reply = _user_names(self.worker.request(job, self.timeout), names)
@@ -271,6 +276,8 @@ class Estimator:
             raise VelaCrash(f"{loaded.display} on {target.describe()}: {exc}", exc.status) from None
         except EthosuError as exc:
             raise type(exc)(f"{loaded.display} on {target.describe()}: {exc}") from None
+        finally:  # a model's copy is needed for this job only: the scratch holds one at a time
+            Path(job["model"]).unlink(missing_ok=True)
         if logs is not None and reply.get("log"):
             logs.append(f"--- Vela, {loaded.display} on {target.describe()} ---\n{reply['log']}")
         if not reply.get("ok"):

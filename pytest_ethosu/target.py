@@ -194,25 +194,31 @@ class ConfigReader:
     """
 
     def __init__(self) -> None:
-        self._bundled: dict[str, bytes] = {}
         self._bundled_dirs = {bundled_config_dir(), bundled_config_dir().resolve()}
+        self._bundled: dict[str, bytes | None] = {}  # path -> content once read; None: not bundled
+        self._fixed: dict[tuple[str, ...], Configs] = {}  # targets that name bundled files only
 
-    def _is_bundled(self, path: str) -> bool:
-        normal = Path(os.path.normpath(path))
-        return any(normal.is_relative_to(directory) for directory in self._bundled_dirs)
-
-    def _bundled_bytes(self, path: str) -> bytes:
+    def _bundled_bytes(self, path: str) -> bytes | None:
+        """A bundled file's content (read on first use), or None for a user's file."""
         if path not in self._bundled:
-            self._bundled[path] = _read_ini(path)
+            normal = Path(os.path.normpath(path))
+            bundled = any(normal.is_relative_to(directory) for directory in self._bundled_dirs)
+            self._bundled[path] = _read_ini(path) if bundled else None
         return self._bundled[path]
 
     def read(self, target: Target) -> Configs:
+        fixed = self._fixed.get(target.config_files)
+        if fixed is not None:
+            return fixed
         files = []
         digest = hashlib.sha256()
         for path in target.config_files or (str(default_config_file()),):
-            bundled = self._is_bundled(path)
-            data = self._bundled_bytes(path) if bundled else _read_ini(path)
+            bundled = self._bundled_bytes(path)
+            data = _read_ini(path) if bundled is None else bundled
             digest.update(data)
             digest.update(b"\0")
-            files.append(ConfigFile(path, hashlib.sha256(data).hexdigest(), None if bundled else data))
-        return Configs(tuple(files) if target.config_files else (), digest.hexdigest())
+            files.append(ConfigFile(path, hashlib.sha256(data).hexdigest(), None if bundled is not None else data))
+        configs = Configs(tuple(files) if target.config_files else (), digest.hexdigest())
+        if all(f.data is None for f in files):
+            self._fixed[target.config_files] = configs
+        return configs
