@@ -2,7 +2,9 @@
 
 The key hashes the model's bytes, the accelerator, system config, memory mode and Vela options,
 the *contents* of the Vela ``.ini`` files used (Vela's bundled one when none is given), the
-Vela version, this plugin's version and ``FORMAT``, the layout of an entry.  The value is the
+Vela version, this plugin's version and ``FORMAT``, the layout of an entry.  The caller passes
+the digests of the bytes it hands to Vela (``estimator.py`` reads each file once per estimate),
+so an entry is filed under the content Vela actually read.  The value is the
 ``VelaRun`` from which the estimator builds the result exactly as after a fresh run, so a hit
 and a miss give the same result.  Once the advisor has run, the entry also keeps its findings:
 they depend on nothing outside the key, so a warm session does not run the advisor again.
@@ -30,7 +32,7 @@ from typing import Any
 from .errors import EthosuWarning
 from .files import write_atomic
 from .target import Target
-from .vela import InvalidRun, VelaRun, default_config_file, vela_version
+from .vela import InvalidRun, VelaRun, vela_version
 
 FORMAT = 4  # 3: entries hold a typed VelaRun; 4: and a digest of their content
 FINDING_TEXT = ("kind", "name", "op", "evidence", "suggestion")
@@ -90,18 +92,10 @@ class EstimateCache:
         self.invalid = 0
         self.broken: str | None = None  # why the cache cannot be written, once it failed
         self._identity = {"format": FORMAT, "vela": vela_version(), "plugin": plugin_version()}
-        self._ini_digests: dict[tuple[str, ...], str] = {}
 
-    def _ini_digest(self, files: tuple[str, ...]) -> str:
-        if files not in self._ini_digests:
-            digest = hashlib.sha256()
-            for name in files or (str(default_config_file()),):
-                digest.update(Path(name).read_bytes())
-                digest.update(b"\0")
-            self._ini_digests[files] = digest.hexdigest()
-        return self._ini_digests[files]
-
-    def key(self, model_sha256: str, target: Target) -> str:
+    def key(self, model_sha256: str, target: Target, ini_sha256: str) -> str:
+        """The entry's name: ``ini_sha256`` digests the ``.ini`` content Vela reads
+        (``target.ConfigReader``)."""
         parts = {
             **self._identity,
             "model": model_sha256,
@@ -110,7 +104,7 @@ class EstimateCache:
             "memory_mode": target.memory_mode,
             "vela_args": list(target.vela_args),
             "config_names": list(target.config_names),
-            "ini": self._ini_digest(target.config_files),
+            "ini": ini_sha256,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -2,14 +2,18 @@
 
 ``Estimator.estimate`` is the path every estimate takes:
 
-1. ``load_model`` turns a path or the bytes of a model into a file on disk.  Only regular files
-   are read, their size is checked first and their format identifier before the body, so a
-   FIFO, a device or a huge file is refused at once with a message that names it;
-2. the in-session memo answers a request already made (same bytes, same target);
-3. a model that crashed Vela on this target earlier in the session fails at once;
-4. the disk cache (``cache.py``) answers what an earlier session already asked; otherwise the
-   worker (``worker.py``) runs Vela (``vela/engine.py``) and replies with a ``VelaRun``;
-5. ``result.build_result`` turns the run into the public result, with warnings for float and
+1. ``load_model`` reads the model's bytes once and hashes them.  Only regular files are read,
+   their size is checked first and their format identifier before the body, so a FIFO, a
+   device or a huge file is refused at once with a message that names it;
+2. ``ConfigReader`` (``target.py``) reads the target's ``.ini`` files and digests them;
+3. the in-session memo answers a request already made (same bytes, same target, same ``.ini``
+   content);
+4. a model that crashed Vela on this target earlier in the session fails at once;
+5. the disk cache (``cache.py``) answers what an earlier session already asked; otherwise the
+   worker (``worker.py``) runs Vela (``vela/engine.py``) and replies with a ``VelaRun``.  The
+   worker is given ``stage``'s copies of the bytes that were hashed, never the user's files,
+   so a file replaced meanwhile cannot pair one content's digest with another's figures;
+6. ``result.build_result`` turns the run into the public result, with warnings for float and
    already-compiled models, and ``advisor.advise`` adds its findings (its verification
    estimates come back through this same path, cached like any other).
 """
@@ -20,7 +24,7 @@ import dataclasses
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +32,7 @@ from . import vela
 from .cache import EstimateCache
 from .errors import EthosuError, ModelError, TargetError, VelaCrash, VelaError
 from .result import EstimateResult, Finding, build_result
-from .target import Target
+from .target import ConfigReader, Configs, Target
 from .vela import InvalidRun, VelaRun
 from .worker import VelaWorker
 
@@ -41,10 +45,35 @@ MAX_MODEL_BYTES = 2 << 30  # flatbuffers address at most 2 GiB
 
 @dataclass(frozen=True)
 class Model:
-    path: Path
+    path: Path  # the user's file; for model bytes, their copy in the scratch directory
     display: str
     sha256: str
     kind: str = "tflite"  # a key of vela.FORMAT_NAMES
+    data: bytes = field(default=b"", repr=False, compare=False)  # the bytes that were hashed
+
+    @property
+    def name(self) -> str:
+        """The file name Vela is given: Vela names its outputs (and the network) after its stem."""
+        return self.path.name
+
+
+def stage(scratch: Path, digest: str, name: str, data: bytes) -> Path:
+    """A read-only copy of ``data`` (whose sha256 is ``digest``) for the worker, at
+    ``scratch/inputs/<digest>/<name>``: content-addressed, so a copy once written is the
+    right one for good, and named as the user's file, so Vela's output is named as before."""
+    path = scratch / "inputs" / digest / name
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{name}.{os.getpid()}.part")
+    try:
+        part.write_bytes(data)
+        part.chmod(0o444)
+        os.replace(part, path)
+    except OSError:
+        part.unlink(missing_ok=True)  # a full disk keeps no partial copy
+        raise
+    return path
 
 
 def shown_path(path: Path, rootdir: Path) -> str:
@@ -97,12 +126,8 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
         if not data:
             raise ModelError(f"{display}: the model is empty (0 bytes)")
         kind = _check_format(data[:8], display)
-        path = scratch / f"{digest}.{kind}"
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return Model(path=path, display=display, sha256=digest, kind=kind)
+        path = scratch / "inputs" / digest / f"{digest}.{kind}"
+        return Model(path=path, display=display, sha256=digest, kind=kind, data=data)
     if not isinstance(model, (str, os.PathLike)):
         raise ModelError(f"the model must be a path or the bytes of a model, not {model!r}")
     given = Path(os.fspath(model)).expanduser()
@@ -112,7 +137,7 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
         raise ModelError(f"{display}: no such model file (looked at {path}). Relative model "
                          f"paths are resolved from pytest's rootdir, {rootdir}.")
     data, kind = _read_file(path, display)
-    return Model(path=path, display=display, sha256=hashlib.sha256(data).hexdigest(), kind=kind)
+    return Model(path=path, display=display, sha256=hashlib.sha256(data).hexdigest(), kind=kind, data=data)
 
 
 def _model_warnings(model: Model, run: VelaRun, cpu_ops: int) -> list[str]:
@@ -129,6 +154,17 @@ def _model_warnings(model: Model, run: VelaRun, cpu_ops: int) -> list[str]:
     return found
 
 
+def _user_names(reply: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The worker's reply with the staged copies' paths in its texts replaced by the user's."""
+    for field_name in ("error", "log"):
+        text = reply.get(field_name)
+        if isinstance(text, str):
+            for copy, user in names.items():
+                text = text.replace(copy, user)
+            reply[field_name] = text
+    return reply
+
+
 class Estimator:
     """Makes estimates for one pytest process; owns its worker and its memo."""
 
@@ -141,8 +177,10 @@ class Estimator:
         self.worker = worker or VelaWorker(scratch=scratch)
         self.cache = cache
         self.advise = advise
-        self._memo: dict[tuple[str, Target, bool], EstimateResult] = {}
-        self._crashed: dict[tuple[str, Target], str] = {}
+        self.configs = ConfigReader()
+        # keyed by (model sha256, (target, .ini sha256), advise): the content Vela reads
+        self._memo: dict[tuple[str, tuple[Target, str], bool], EstimateResult] = {}
+        self._crashed: dict[tuple[str, tuple[Target, str]], str] = {}
         self.lowerer: Lowerer | None = None  # PyTorch models: made on the first one
         self.vela_runs = 0  # compilations of the models the tests asked for
         self.advisor_runs = 0  # compilations the advisor made to verify its suggestions
@@ -171,18 +209,19 @@ class Estimator:
         if display is not None:
             loaded = dataclasses.replace(loaded, display=display)
         advise = self.advise and advise
-        key = (loaded.sha256, target, advise)
+        configs = self.configs.read(target)
+        key = (loaded.sha256, (target, configs.sha256), advise)
         if key in self._memo:
             return dataclasses.replace(self._memo[key], model=loaded.display, source="memo")
         if key[:2] in self._crashed:
             raise VelaCrash(f"{loaded.display}: {self._crashed[key[:2]]} (earlier in this session; "
                             "not retried)")
-        cache_key = self.cache.key(loaded.sha256, target) if self.cache is not None else None
+        cache_key = self.cache.key(loaded.sha256, target, configs.sha256) if self.cache is not None else None
         cached = self.cache.get(cache_key) if self.cache is not None and cache_key else None
         run, stored = cached if cached is not None else (None, None)
         fresh = run is None
         if run is None:
-            run = self._run_vela(loaded, target, logs, verifying=not advise and self.advise)
+            run = self._run_vela(loaded, target, configs, logs, verifying=not advise and self.advise)
         result = build_result(loaded.display, loaded.sha256, vela.vela_version(), target.config_names,
                               target.vela_args, target.accelerator, run)
         findings: tuple[Finding, ...] = ()
@@ -201,21 +240,44 @@ class Estimator:
         self._memo[key] = result
         return result
 
-    def _run_vela(self, loaded: Model, target: Target, logs: list[str] | None, verifying: bool) -> VelaRun:
+    def _job(self, loaded: Model, target: Target, configs: Configs) -> tuple[dict[str, Any], dict[str, str]]:
+        """The worker's job, on copies of exactly the bytes that were hashed, and the user's
+        name for each copy (the worker's messages name the copies)."""
+        model = stage(self.scratch, loaded.sha256, loaded.name, loaded.data)
+        names = {str(model): str(loaded.path)}
+        files = []
+        for ini in configs.files:
+            if ini.data is None:  # a bundled file: Vela's installation, read in place
+                files.append(ini.path)
+                continue
+            copy = stage(self.scratch, ini.sha256, Path(ini.path).name, ini.data)
+            names[str(copy)] = ini.path
+            files.append(str(copy))
+        return target.job(model, files if configs.files else None).to_json(), names
+
+    def _run_vela(self, loaded: Model, target: Target, configs: Configs, logs: list[str] | None,
+                  verifying: bool) -> VelaRun:
         """One round trip to the worker; errors name the model and the target."""
         if verifying:
             self.advisor_runs += 1
         else:
             self.vela_runs += 1
-        key = (loaded.sha256, target)
+        key = (loaded.sha256, (target, configs.sha256))
         try:
-            reply = self.worker.request(target.job(loaded.path).to_json(), self.timeout)
+            job, names = self._job(loaded, target, configs)
+        except OSError as exc:
+            raise EthosuError(f"{loaded.display}: cannot copy what Vela is to read into the session's scratch directory "
+                              f"{self.scratch} ({exc.strerror or exc})") from None
+        try:
+            reply = _user_names(self.worker.request(job, self.timeout), names)
         except VelaCrash as exc:
             if exc.model_caused:
                 self._crashed[key] = str(exc)
             raise VelaCrash(f"{loaded.display} on {target.describe()}: {exc}", exc.status) from None
         except EthosuError as exc:
             raise type(exc)(f"{loaded.display} on {target.describe()}: {exc}") from None
+        finally:  # a model's copy is needed for this job only: the scratch holds one at a time
+            Path(job["model"]).unlink(missing_ok=True)
         if logs is not None and reply.get("log"):
             logs.append(f"--- Vela, {loaded.display} on {target.describe()} ---\n{reply['log']}")
         if not reply.get("ok"):

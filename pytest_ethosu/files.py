@@ -62,6 +62,27 @@ def write_atomic(path: Path, data: str | bytes, *, fsync: bool = True) -> None:
 
 
 def append_text(path: Path, text: str) -> None:
-    """Append to a file that others append to as well (``$GITHUB_STEP_SUMMARY``)."""
-    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
-        f.write(text)
+    """Append ``text`` to a file that others append to as well (``$GITHUB_STEP_SUMMARY``), all
+    or nothing: when the write fails (a full disk), the file is cut back to its old length.
+
+    The file is appended to in place, not replaced: GitHub's runner, and other steps' tools,
+    hold it by its path, which may be a symlink or sit in a directory we cannot write; and what
+    they appended before us must stay.  Raises ``OSError`` after restoring the old length.
+    """
+    raw = text.encode("utf-8", "backslashreplace")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    start: int | None = None  # where our text began: others may append between our writes
+    try:
+        view = memoryview(raw)
+        while view:
+            written = os.write(fd, view)
+            if start is None:
+                start = os.lseek(fd, 0, os.SEEK_CUR) - written
+            view = view[written:]
+    except BaseException:
+        if start is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+        raise
+    finally:
+        os.close(fd)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import baseline, report
+from . import baseline, escape, report
 from .compare import Tolerances
 from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
@@ -155,7 +155,7 @@ class EthosuPerf:
         else:
             result = session.estimator.estimate(model, target, self._state.logs)
         for text in result.warnings:
-            warnings.warn(EthosuWarning(text), stacklevel=3)  # the line in the test
+            warnings.warn(EthosuWarning(escape.terminal_lines(text)), stacklevel=3)  # the line in the test
         if session.settings.advise:
             findings = list(result.findings)
             session.config.hook.pytest_ethosu_advice(config=session.config, result=result, findings=findings)

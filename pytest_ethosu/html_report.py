@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from . import escape
 from .report import STATUS_TEXT
 
 if TYPE_CHECKING:
@@ -288,10 +289,6 @@ def embedded_data(page: str) -> dict[str, Any]:
 MERMAID_LAYERS = 10
 
 
-def _mermaid_text(text: str) -> str:
-    return '"' + text.replace('"', "'").replace("\n", " ") + '"'
-
-
 def mermaid_chart(entry: Mapping[str, Any], count: int = MERMAID_LAYERS) -> str:
     """A fenced Mermaid ``xychart-beta``: the ``count`` layers whose cycles moved most against the
     baseline, baseline as a line and now as bars.  "" when the estimate has no moved layer."""
@@ -306,12 +303,12 @@ def mermaid_chart(entry: Mapping[str, Any], count: int = MERMAID_LAYERS) -> str:
     top = sorted(deltas, key=lambda d: (-abs(float(d["cycles"]) - float(d["baseline_cycles"])), d["layer"]))[:count]
     top.sort(key=lambda d: d["layer"])  # network order
     high = max(max(float(d["cycles"]), float(d["baseline_cycles"])) for d in top)
-    names = ", ".join(_mermaid_text(f"{d['layer']} {ops.get(d['layer'], '')}".strip()) for d in top)
+    names = ", ".join(escape.mermaid(f"{d['layer']} {ops.get(d['layer'], '')}".strip()) for d in top)
     title = f"{label(entry)} on {entry['accelerator']}: layers that moved (bars now, line baseline)"
     return "\n".join([
         "```mermaid",
         "xychart-beta",
-        f"    title {_mermaid_text(title)}",
+        f"    title {escape.mermaid(title)}",
         f"    x-axis [{names}]",
         f'    y-axis "cycles" 0 --> {math.ceil(high * 1.05)}',
         f"    bar [{', '.join(str(round(float(d['cycles']))) for d in top)}]",
@@ -328,7 +325,8 @@ def markdown_charts(entries: Sequence[Mapping[str, Any]]) -> str:
             continue
         chart = mermaid_chart(entry)
         if chart:
-            parts.append(f"**{label(entry)}** ({entry['model'].rsplit('/', 1)[-1]} on {entry['accelerator']})"
+            parts.append(f"**{escape.markdown(label(entry))}** ({escape.markdown(entry['model'].rsplit('/', 1)[-1])} "
+                         f"on {escape.markdown(entry['accelerator'])})"
                          f"\n\n{chart}")
     return "\n".join(parts)
 

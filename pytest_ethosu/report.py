@@ -2,6 +2,8 @@
 
 Both work from *records*: one plain dict per estimate (see ``make_record``), small enough to
 travel from xdist workers to the controller and to be written to a JSON report unchanged.
+Records hold the real names; every text made here for a person passes them through the
+escaping of its sink (``escape.py``): the terminal, GitHub annotations or Markdown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, TypedDict
 
 from tabulate import tabulate
 
+from . import escape
 from .baseline import estimator_identity
 from .compare import Change, Comparison, worst_first
 from .gate import Status
@@ -187,7 +190,8 @@ def change_table(changes: Sequence[Change], limit: int | None, name_width: int =
     """Layer changes, largest increase first; ``limit`` None shows them all."""
     ordered = worst_first(changes)
     shown = ordered if limit is None else ordered[:limit]
-    rows = [[c.layer if c.layer is not None else "-", shorten(c.name, name_width), c.op,
+    rows = [[c.layer if c.layer is not None else "-", shorten(escape.terminal(c.name), name_width),
+             escape.terminal(c.op),
              c.metric if c.kind in ("regressed", "improved") else c.kind.replace("_", " "),
              _fmt(c.baseline), _fmt(c.now), _fmt(c.delta) if c.baseline is not None else "-", _pct(c)]
             for c in shown]
@@ -195,7 +199,7 @@ def change_table(changes: Sequence[Change], limit: int | None, name_width: int =
                                    "delta", "delta %"], tablefmt="simple", disable_numparse=True)
     if len(ordered) > len(shown):
         text += f"\n... {len(ordered) - len(shown)} more (run with -vv to see all)"
-    return text
+    return _Table(text)
 
 
 def failure_message(label: str, accept: str, comparison: Comparison, baseline_file: str,
@@ -226,7 +230,21 @@ def failure_message(label: str, accept: str, comparison: Comparison, baseline_fi
         lines.append("the model file changed since the baseline was made")
     lines.extend(f"note: {note}" for note in comparison.drift)
     lines.append(f"if this change is intended, accept it with: {accept}")
-    return "\n".join(lines)
+    return _terminal_text(lines)
+
+
+def _terminal_text(lines: Sequence[str]) -> str:
+    """Lines for the terminal: each one line (its names may hold line breaks: escaped), or a
+    table whose cells were escaped when it was made (``\n`` kept)."""
+    return "\n".join(escape.terminal_lines(line) if _is_table(line) else escape.terminal(line) for line in lines)
+
+
+class _Table(str):
+    """A block of lines (a rendered table) whose values were escaped cell by cell."""
+
+
+def _is_table(line: str) -> bool:
+    return isinstance(line, _Table)
 
 
 def regression_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -239,13 +257,13 @@ def regression_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def missing_message(label: str, accept: str, path: str) -> str:
-    return (f"ethosu: {label}: no baseline at {path}\n"
-            f"create it with: {accept}  (then commit the file)")
+    return _terminal_text([f"ethosu: {label}: no baseline at {path}",
+                           f"create it with: {accept}  (then commit the file)"])
 
 
 def drift_message(label: str, accept: str, comparison: Comparison, path: str) -> str:
-    return (f"ethosu: {label}: the estimator changed since the baseline {path} was made:\n"
-            + "\n".join(comparison.drift) + f"\nre-baseline with: {accept}")
+    return _terminal_text([f"ethosu: {label}: the estimator changed since the baseline {path} was made:",
+                           *comparison.drift, f"re-baseline with: {accept}"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,11 +300,13 @@ def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str
 
 
 def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows (column header -> cell) as a terminal table, every cell escaped for the terminal."""
     headers: list[str] = []
     for row in rows:
         headers.extend(h for h in row if h not in headers)
-    return tabulate([[row.get(h, "") for h in headers] for row in rows], headers=headers,
-                    tablefmt="simple", disable_numparse=True)
+    return _Table(tabulate([[escape.terminal(row.get(h, "")) for h in headers] for row in rows],
+                           headers=[escape.terminal(h) for h in headers], tablefmt="simple",
+                           disable_numparse=True))
 
 
 MEMORY_BOUND_SHOWN = 3
@@ -339,7 +359,7 @@ def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -
             lines.append(f"    -> {f['suggestion']}")
         if len(bound) > len(keep):
             lines.append(f"  ... and {len(bound) - len(keep)} more memory-bound layer(s) (-v lists them)")
-    return lines
+    return [escape.terminal(line) for line in lines]
 
 
 def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: int) -> str:
@@ -352,13 +372,14 @@ def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: in
             rows.setdefault(key, (float(layer["cycles"]), r, layer))
     ranked = sorted(rows.values(), key=lambda item: -item[0])
     name_width = max(24, (width - 70) // 2)
-    return tabulate(
-        [[shorten(_label(r).split("::", 1)[-1], name_width), shorten(r["model"].rsplit("/", 1)[-1], 24),
-          r["accelerator"], layer["index"], layer["op"], shorten(layer["name"], name_width),
-          f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}", f"{layer['mac_utilization']:.1f}"]
-         for _, r, layer in ranked[:count]],
+    cells = [[shorten(_label(r).split("::", 1)[-1], name_width), shorten(r["model"].rsplit("/", 1)[-1], 24),
+              r["accelerator"], layer["index"], layer["op"], shorten(layer["name"], name_width),
+              f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}", f"{layer['mac_utilization']:.1f}"]
+             for _, r, layer in ranked[:count]]
+    return _Table(tabulate(
+        [[escape.terminal(cell) for cell in row] for row in cells],
         headers=["test", "model", "accelerator", "layer", "operator", "name", "cycles", "% of net", "util %"],
-        tablefmt="simple", disable_numparse=True)
+        tablefmt="simple", disable_numparse=True))
 
 
 @dataclass
@@ -379,9 +400,11 @@ class SessionSummary:
 
 def layer_table(record: Mapping[str, Any]) -> str:
     """One estimate's per-layer table (``--ethosu-layers``), from its record's detail."""
-    layers = (record.get("detail") or {}).get("layers", [])
-    return (f"{_label(record)}: {record['model']} on {record['accelerator']}, {record['total_cycles']:,} cycles\n"
-            + result_layer_table(layers, record["total_cycles"]))
+    layers = [{key: escape.terminal(value) if isinstance(value, str) else value for key, value in layer.items()}
+              for layer in (record.get("detail") or {}).get("layers", [])]
+    return _terminal_text([
+        f"{_label(record)}: {record['model']} on {record['accelerator']}, {record['total_cycles']:,} cycles",
+        _Table(result_layer_table(layers, record["total_cycles"]))])
 
 
 def count_line(records: Sequence[Record], advisor_runs: int) -> str:
@@ -400,6 +423,11 @@ def summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int
     when that baseline was made: one line says how to see it again).  ``-v`` or ``full`` adds
     the costliest layers, every finding and hot spots; ``-q`` keeps only the rows that need
     attention; ``none`` prints nothing but errors."""
+    lines = _summary_lines(summary, mode, verbosity, width)
+    return [escape.terminal_lines(line) if _is_table(line) else escape.terminal(line) for line in lines]
+
+
+def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: int) -> list[str]:
     records, counts = summary.records, summary.counts or {}
     lines = [f"ethosu: {error}" for error in summary.errors]
     if mode == "none" or (not records and not summary.deleted and not summary.unused):
@@ -492,17 +520,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, A
     for row in rows:
         headers.extend(h for h in row if h not in headers)
     text = "## Ethos-U performance (pytest-ethosu)\n\n" + tabulate(
-        [[str(row.get(h, "")).replace("|", "\\|") for h in headers] for row in rows],
-        headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+        [[escape.markdown(row.get(h, "")) for h in headers] for row in rows],
+        headers=[escape.markdown(h) for h in headers], tablefmt="github", disable_numparse=True) + "\n"
     regressed = [r for r in records if r["status"] == "regressed"]
     if regressed:
         text += "\n**Regressions**\n\n" + "".join(
-            f"- `{r['test']}` {r['name']}: {r['headline']}\n" for r in regressed)
+            f"- {escape.markdown(r['test'])} {escape.markdown(r['name'])}: {escape.markdown(r['headline'])}\n"
+            for r in regressed)
     return text + "\n"
-
-
-def _escape_annotation(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def github_annotations(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -513,7 +538,6 @@ def github_annotations(records: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         title = f"Ethos-U regression: {r['model']} on {r['accelerator']}"
         message = f"{r['test']} {r['name']}: {r['headline']}"
-        lines.append(f"::error file={_escape_annotation(r['file'])},line={r['line']},"
-                     f"title={_escape_annotation(title).replace(',', '%2C').replace(':', '%3A')}"
-                     f"::{_escape_annotation(message)}")
+        lines.append(f"::error file={escape.annotation_property(r['file'])},line={int(r['line'])},"
+                     f"title={escape.annotation_property(title)}::{escape.annotation_data(message)}")
     return lines

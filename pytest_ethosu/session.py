@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, cache, report, scratch
+from . import baseline, cache, escape, report, scratch
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
@@ -153,13 +153,13 @@ class EthosuSession:
         if own:
             assert call.excinfo is not None
             error = call.excinfo.value
-            outcome.longrepr = f"{type(error).__name__}: {error}"
+            outcome.longrepr = escape.terminal_lines(f"{type(error).__name__}: {error}")
         if call.when != "call":
             return outcome
         records, errors = self.finish_item(item, outcome.passed)
         if errors:
             outcome.outcome = "failed"
-            outcome.longrepr = "\n".join(errors)
+            outcome.longrepr = escape.terminal_lines("\n".join(errors))
         outcome.user_properties = list(item.user_properties)
         if self.pytest_html and records:
             from .html_report import extras_for_pytest_html
@@ -169,7 +169,7 @@ class EthosuSession:
             outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
         state = item.stash.get(item_state_key, None)
         if outcome.failed and not own and state is not None and state.logs:
-            outcome.sections.append(("Captured Vela output", "\n".join(state.logs)))
+            outcome.sections.append(("Captured Vela output", escape.terminal_lines("\n".join(state.logs))))
         return outcome
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -15,9 +15,12 @@ bundled ``Arm/vela.ini``.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
+import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from .vela import (
     bundled_config_names,
     check_config_settings,
     check_vela_args,
+    default_config_file,
 )
 
 #: name -> (command-line flag, ini key, help)
@@ -60,10 +64,12 @@ class Target:
     config_names: tuple[str, ...]  # the same files as recorded in results and baselines
     vela_args: tuple[str, ...]
 
-    def job(self, model: Path) -> Job:
-        """What the worker is asked to compile."""
-        return Job(str(model), self.accelerator, self.system_config, self.memory_mode,
-                   self.config_files, self.vela_args)
+    def job(self, model: Path, config_files: Sequence[str] | None = None) -> Job:
+        """What the worker is asked to compile: ``model`` with ``config_files`` in place of the
+        target's own ``.ini`` paths when given (the copies of what was read, see ``ConfigReader``)."""
+        files = self.config_files if config_files is None else tuple(config_files)
+        return Job(str(model), self.accelerator, self.system_config, self.memory_mode, files,
+                   self.vela_args)
 
     def describe(self) -> str:
         parts = [self.accelerator, self.system_config or "default system config",
@@ -145,3 +151,74 @@ def resolve(sources: Sequence[Mapping[str, Any]], rootdir: Path) -> Target:
         config_names=tuple(name for _, name in files),
         vela_args=vela_args,
     )
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One ``.ini`` file of a target as read for one estimate."""
+
+    path: str  # the file the target names
+    sha256: str
+    data: bytes | None = field(repr=False)  # a user's file: what Vela must read; None: bundled
+
+
+@dataclass(frozen=True)
+class Configs:
+    """The ``.ini`` content an estimate depends on: its files (none: Vela's bundled default)
+    and one digest of everything Vela reads, the default included."""
+
+    files: tuple[ConfigFile, ...]
+    sha256: str
+
+
+def _read_ini(path: str) -> bytes:
+    """A user's ``.ini``, read once; only a regular file (a FIFO would block the session)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise TargetError(f"Vela config file {path} is not a regular file; give the path of an .ini file")
+            return f.read()
+    except OSError as exc:
+        raise TargetError(f"Vela config file {path} cannot be read ({exc.strerror or exc})") from None
+
+
+class ConfigReader:
+    """Reads a target's ``.ini`` files for each estimate.
+
+    Vela's bundled files belong to its installation and are read once per session.  A user's
+    file is read again for every estimate: it is a few KiB, and a stat (size, mtime, inode)
+    cannot tell apart two contents of the same size written within the file system's
+    timestamp granularity.  The estimator hands Vela a copy of exactly these bytes, so the
+    digest always describes what Vela read.
+    """
+
+    def __init__(self) -> None:
+        self._bundled_dirs = {bundled_config_dir(), bundled_config_dir().resolve()}
+        self._bundled: dict[str, bytes | None] = {}  # path -> content once read; None: not bundled
+        self._fixed: dict[tuple[str, ...], Configs] = {}  # targets that name bundled files only
+
+    def _bundled_bytes(self, path: str) -> bytes | None:
+        """A bundled file's content (read on first use), or None for a user's file."""
+        if path not in self._bundled:
+            normal = Path(os.path.normpath(path))
+            bundled = any(normal.is_relative_to(directory) for directory in self._bundled_dirs)
+            self._bundled[path] = _read_ini(path) if bundled else None
+        return self._bundled[path]
+
+    def read(self, target: Target) -> Configs:
+        fixed = self._fixed.get(target.config_files)
+        if fixed is not None:
+            return fixed
+        files = []
+        digest = hashlib.sha256()
+        for path in target.config_files or (str(default_config_file()),):
+            bundled = self._bundled_bytes(path)
+            data = _read_ini(path) if bundled is None else bundled
+            digest.update(data)
+            digest.update(b"\0")
+            files.append(ConfigFile(path, hashlib.sha256(data).hexdigest(), None if bundled is not None else data))
+        configs = Configs(tuple(files) if target.config_files else (), digest.hexdigest())
+        if all(f.data is None for f in files):
+            self._fixed[target.config_files] = configs
+        return configs

@@ -174,16 +174,16 @@ def test_key_covers_the_plugin_and_vela_versions(tmp_path: Path, monkeypatch: py
     import pytest_ethosu.cache as cache_module
 
     target = resolve([{}], tmp_path)
-    key = EstimateCache(tmp_path / "c").key("0" * 64, target)
-    assert EstimateCache(tmp_path / "c").key("0" * 64, target) == key
+    key = EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64)
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) == key
     monkeypatch.setattr(cache_module, "plugin_version", lambda: "9.9.9")
-    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) != key
     monkeypatch.undo()
     monkeypatch.setattr(cache_module, "vela_version", lambda: "0.0.1")
-    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) != key
     monkeypatch.undo()
     monkeypatch.setattr(cache_module, "FORMAT", FORMAT + 1)
-    assert EstimateCache(tmp_path / "c").key("0" * 64, target) != key
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) != key
 
 
 def test_unwritable_cache_warns_once_and_the_session_goes_on(project: pytest.Pytester) -> None:
