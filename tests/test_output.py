@@ -10,7 +10,9 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +91,7 @@ def merge_cli(cwd: Path, *args: str, fsize: int | None = None) -> subprocess.Com
                           text=True, preexec_fn=limit, env={**os.environ, "COLUMNS": "120"})
 
 
-BROKEN = {
+BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "missing layers": (lambda e: e.pop("layers"), "layers is missing"),
     "string total": (lambda e: e["totals"].update(total_cycles="12"), "totals.total_cycles is \"12\""),
     "empty entry": (lambda e: e.clear(), "test is missing"),
