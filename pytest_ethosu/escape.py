@@ -109,8 +109,8 @@ def markdown(text: object) -> str:
     value = str(text)
     if _PLAIN.fullmatch(value) and not _PLAIN_BUT.search(value):
         return value
-    value = _controls(value)
-    return _MARKUP.sub(lambda m: _markdown_char(m[0]), value)
+    # markup first: the escapes _controls writes (a backslash and a letter) render as they are
+    return _controls(_MARKUP.sub(lambda m: _markdown_char(m[0]), value))
 
 
 _MERMAID = {'"': "#quot;", "<": "#lt;", ">": "#gt;"}

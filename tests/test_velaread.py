@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_ethosu.errors import VelaError
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.modelgen import ModelBuilder
 from pytest_ethosu.result import EstimateResult
@@ -142,10 +143,14 @@ def test_summary_of_a_model_without_npu_layers(estimator: Estimator, tmp_path: P
     model's name quoted where needed, and a line separator in that name is no row end."""
     model = cpu_only_model(tmp_path / f"{stem}.tflite")
     target = resolve([settings], estimator.rootdir)
-    result = estimator.estimate(model, target)
     out = tmp_path / "cli"
-    subprocess.run([*vela_command(), str(model), "--verbose-performance", "--output-dir", str(out),
-                    *cli_args(target)], check=True, capture_output=True)
+    cli = subprocess.run([*vela_command(), str(model), "--verbose-performance", "--output-dir", str(out),
+                          *cli_args(target)], capture_output=True)
+    if cli.returncode != 0:  # regor in Vela 4.0 raises KeyError('') on a network with nothing on the NPU
+        with pytest.raises(VelaError):  # the plugin then fails as the vela command does
+            estimator.estimate(model, target)
+        return
+    result = estimator.estimate(model, target)
     summary = summary_of(out, model.stem)
     assert result.core == core
     assert result.cpu_operators == ("UserCpuOp",)
