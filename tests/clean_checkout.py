@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 #: Directories that tools write beside the code (their files never count as the tests' writes).
-TOOL_CACHES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"})
+TOOL_CACHES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis",
+                         "build"})  # pip install of the checkout (.ci/vela-matrix) builds in build/
 
 _before = pytest.StashKey[frozenset[str]]()
 _written = pytest.StashKey[list[str]]()
