@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import vela
 from .cache import EstimateCache
 from .errors import EthosuError, ModelError, TargetError, VelaCrash, VelaError
+from .files import write_atomic
 from .result import EstimateResult, Finding, build_result
 from .target import ConfigReader, Configs, Target
 from .vela import InvalidRun, VelaRun
@@ -62,17 +63,9 @@ def stage(scratch: Path, digest: str, name: str, data: bytes) -> Path:
     ``scratch/inputs/<digest>/<name>``: content-addressed, so a copy once written is the
     right one for good, and named as the user's file, so Vela's output is named as before."""
     path = scratch / "inputs" / digest / name
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f"{name}.{os.getpid()}.part")
-    try:
-        part.write_bytes(data)
-        part.chmod(0o444)
-        os.replace(part, path)
-    except OSError:
-        part.unlink(missing_ok=True)  # a full disk keeps no partial copy
-        raise
+    if not path.is_file():
+        write_atomic(path, data, fsync=False)  # a full disk keeps no partial copy; a scratch file needs no fsync
+        path.chmod(0o444)
     return path
 
 
