@@ -53,3 +53,56 @@ def test_a_timeout_beyond_a_week_is_a_usage_error(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("-p", "no:xdist", "--ethosu-timeout=1e10")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*argument --ethosu-timeout: expected at most 604800 seconds (a week), not '1e10'"])
+
+
+TIMES_OUT = """
+import time
+from pathlib import Path
+
+def test_times_out(ethosu_perf):
+    ethosu_perf.estimate("models/base.tflite")  # the worker is up; a slow next job times out
+    ethosu_perf.estimate("models/wider.tflite")
+
+def test_waits_for_sigterm(ethosu_perf):
+    ethosu_perf.estimate("models/base.tflite")
+    Path("estimated").write_text("")
+    time.sleep(60)
+"""
+
+
+def _scratch_entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(("ethosu-", "pytest-ethosu-")))
+
+
+def test_timeouts_and_sigterm_leave_nothing_in_the_temporary_directory(project: pytest.Pytester,
+                                                                        tmp_path: Path) -> None:
+    """Measured before the fix: each timeout left $TMPDIR/ethosu-*, SIGTERM left pytest-ethosu-*."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    project.makepyfile(test_models=TIMES_OUT)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "--ethosu-no-cache"]
+    # a limit that the first compile of a tiny model meets but that is far too short for a second,
+    # larger job is hard to pin; 0.001 s makes every compile time out, the start-up not counted
+    timed = subprocess.run([*command, "--ethosu-timeout=0.001", "test_models.py::test_times_out"],
+                           cwd=project.path, env=env, capture_output=True, text=True, timeout=300)
+    assert "VelaTimeout" in timed.stdout, timed.stdout[-2000:]
+    assert _scratch_entries(tmpdir) == []
+
+    run = subprocess.Popen([*command, "-s", "test_models.py::test_waits_for_sigterm"], cwd=project.path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (project.path / "estimated").exists():
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0][-2000:]
+        time.sleep(0.1)
+    assert _scratch_entries(tmpdir) != []  # the session's directory exists while it runs
+    run.send_signal(signal.SIGTERM)
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGTERM
+    assert _scratch_entries(tmpdir) == []
