@@ -7,6 +7,13 @@ command with the same options, then prints one Markdown row: total cycles from e
 every per-layer row is the same and whether ``cpu_ops`` is Vela's "CPU operators" count.
 Without models it uses person_detect and keyword_scrambled_8bit from ../shared/models.
 Exits 1 when anything differs.
+
+    python benchmarks/parity.py --history [MODEL.tflite ...] [--accelerators ...]
+
+instead runs the same estimates (each model on each accelerator with both cores; regor only
+on U85) in one worker, in two interleaved orders, and each in a fresh worker, and prints
+whether any figure differs (``tests/history.py``).  Without models it takes every ``.tflite``
+in ../shared/models.
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--accelerators", default="ethos-u55-128,ethos-u65-256")
     parser.add_argument("--both-cores", action="store_true", help="also the core that is not the default")
+    parser.add_argument("--history", action="store_true", help="one worker against fresh workers, not the CLI")
     args = parser.parse_args(argv)
+    if args.history:
+        return history_check(args.models or sorted(SHARED.glob("*.tflite")), args.accelerators.split(","))
     models = args.models or [SHARED / "person_detect.tflite", SHARED / "keyword_scrambled_8bit.tflite"]
     other = ["--debug-force-regor"] if version_tuple() < (5,) else ["--debug-force-legacy-core"]
     failures = 0
@@ -67,6 +77,23 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             est.close()
     return 1 if failures else 0
+
+
+def history_check(models: list[Path], accelerators: list[str]) -> int:
+    import time
+
+    from tests import history
+    from tests.release import CORE_ARGS
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        chosen = history.targets(Path(tmp), accelerators, CORE_ARGS)
+        compared, found = history.differences([m.resolve() for m in models], chosen)
+    print(f"Vela {vela_version()}: {len(models)} model(s) x {len(chosen)} target(s), {compared} estimates in one "
+          f"worker against fresh workers: {len(found)} difference(s) ({time.monotonic() - started:.0f} s)")
+    for line in found:
+        print(f"    {line}")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 One JSON file per (test, estimate name)::
 
-    baselines/<test file path without .py>/<test name>/<estimate name>.json
+    baselines/<test file path without .py>/<rest of the node id>/<estimate name>.json
 
 Every path component comes from ``safe_component``, which never lets a name escape the
-directory and never maps two different names to one file.  The file is made for git: sorted
+directory and never maps two different names to one file, on a case-insensitive filesystem
+too; the rest of the node id (``Class::test[param]``) is one component, so a class is never
+taken for a directory of test files.  Baselines where pytest-ethosu 0.1 put them
+(``legacy_path``) are read until ``--ethosu-update`` moves them.  The file is made for git: sorted
 keys, 2-space indent, trailing newline, no timestamps, so an update that changes nothing
 writes nothing and a real change is a small diff.  Writes go to a temporary file in the same
 directory and are moved into place with ``os.replace``, so a reader never sees half a file.
@@ -33,17 +36,55 @@ OBTAINED_SUFFIX = ".obtained.json"  # what a failing check estimated, beside its
 GITIGNORE = "# made by pytest-ethosu: what failing checks estimated, for diffing\n*" + OBTAINED_SUFFIX + "\n"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@\[\]-]")
+_KEPT = re.compile(r"[a-z0-9._+=@\[\]-]+")  # no upper case: no two kept names fold into one
+_KEPT_PATH = re.compile(r"[A-Za-z0-9._+=@\[\]-]+")  # test files' directories keep their case
+# a kept name never ends like another role's component: a module directory is its file name
+# without ".py", a baseline is "<name>.json", a failing check's estimate "<name>.obtained.json"
+_ROLE_SUFFIXES = (".py", SUFFIX, ".obtained")
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 _MAX_COMPONENT = 80
 
 
-def safe_component(name: str) -> str:
-    """A file name for ``name`` that every filesystem accepts and that cannot escape.
+def safe_component(name: str, keep_case: bool = False) -> str:
+    """A file name for ``name`` that every filesystem accepts, that cannot escape its directory,
+    and that no other name maps to, on a case-insensitive filesystem too.
 
-    Names made only of safe characters are kept as they are.  Any other name keeps a readable
-    sanitised form and gets a hash of the original, so names that differ only in unsafe
-    characters still get different files.
+    Names made only of safe lower-case characters are kept as they are (``keep_case``: upper
+    case too, for the directories of test files, which are paths on disk already).  Any other
+    name keeps a readable sanitised form and gets a hash of the original.
     """
+    kept = (_KEPT_PATH if keep_case else _KEPT).fullmatch(name) is not None
+    reserved = name.split(".")[0].upper() in _RESERVED
+    if (kept and not name.startswith(".") and not name.endswith(".") and not reserved
+            and len(name) <= _MAX_COMPONENT and not name.endswith(_ROLE_SUFFIXES)):
+        return name
+    clean = _UNSAFE.sub("_", name).strip(".")
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{clean[:_MAX_COMPONENT - 11] or '_'}-{digest}"
+
+
+def location(root: Path, file_part: str) -> Path:
+    """The directory that holds the baselines of one test file (a node id's part before
+    ``::``): its path under ``root`` without ``.py``."""
+    path = Path(file_part)
+    parts = path.with_suffix("").parts if path.suffix == ".py" else path.parts
+    return root.joinpath(*(safe_component(p, keep_case=True) for p in parts))
+
+
+def test_directory(root: Path, nodeid: str) -> Path:
+    """The directory holding one test's baselines: the test file's location, then the whole
+    rest of the node id (classes, function, parameters) as one component, so that a class
+    can never be mistaken for a directory of test files."""
+    file_part, _, test_part = nodeid.partition("::")
+    return location(root, file_part) / safe_component(test_part or "_")
+
+
+def baseline_path(root: Path, nodeid: str, name: str) -> Path:
+    """The one file for (test, estimate name): distinct pairs never share a file."""
+    return test_directory(root, nodeid) / (safe_component(name) + SUFFIX)
+
+
+def _legacy_component(name: str) -> str:
     clean = _UNSAFE.sub("_", name).strip(".")
     reserved = clean.split(".")[0].upper() in _RESERVED
     if clean == name and clean and not reserved and len(clean) <= _MAX_COMPONENT:
@@ -52,16 +93,26 @@ def safe_component(name: str) -> str:
     return f"{clean[:_MAX_COMPONENT - 11] or '_'}-{digest}"
 
 
-def test_directory(root: Path, nodeid: str) -> Path:
-    """The directory holding one test's baselines, from its node id."""
+def legacy_path(root: Path, nodeid: str, name: str) -> Path:
+    """Where pytest-ethosu 0.1 kept this baseline: one directory per ``::`` part, upper case
+    kept.  Read when the file is not at ``baseline_path`` yet; ``--ethosu-update`` moves it."""
     file_part, _, test_part = nodeid.partition("::")
-    module = [safe_component(p) for p in Path(file_part).with_suffix("").parts]
-    tests = [safe_component(p) for p in test_part.split("::") if p]
-    return root.joinpath(*module, *tests)
+    module = [_legacy_component(p) for p in Path(file_part).with_suffix("").parts]
+    tests = [_legacy_component(p) for p in test_part.split("::") if p]
+    return root.joinpath(*module, *tests) / (_legacy_component(name) + SUFFIX)
 
 
-def baseline_path(root: Path, nodeid: str, name: str) -> Path:
-    return test_directory(root, nodeid) / (safe_component(name) + SUFFIX)
+def legacy_for(root: Path, nodeid: str, name: str) -> Path | None:
+    """The 0.1 baseline to read for (test, name) while its file is not at ``baseline_path``:
+    only a file that says it is this test's, since the old layout let two tests share a path."""
+    old = legacy_path(root, nodeid, name)
+    if old == baseline_path(root, nodeid, name) or not old.is_file() or old.is_symlink():
+        return None
+    try:
+        document = json.loads(old.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(document, dict) and (document.get("test"), document.get("name")) == (nodeid, name) else None
 
 
 def to_document(result: EstimateResult, nodeid: str, name: str) -> dict[str, Any]:
@@ -101,13 +152,18 @@ def load(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise BaselineError(f"baseline {path} is not UTF-8 text. {fix}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise BaselineError(f"baseline {path} has the key {exc.args[0]!r} twice in one object; which one "
+                            f"counts is not defined. {fix}") from None
     except json.JSONDecodeError as exc:
         raise BaselineError(f"baseline {path} is not valid JSON (line {exc.lineno}, column "
                             f"{exc.colno}: {exc.msg}). {fix}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("schema"), int):
+    if not isinstance(document, dict):
         raise BaselineError(f"baseline {path} is not a pytest-ethosu baseline (no schema version). {fix}")
-    schema = document["schema"]
+    schema = document.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise BaselineError(f"baseline {path} is not a pytest-ethosu baseline (no schema version). {fix}")
     if schema > SCHEMA_VERSION:
         raise BaselineError(f"baseline {path} has schema {schema}, newer than this pytest-ethosu "
                             f"understands ({SCHEMA_VERSION}). Upgrade pytest-ethosu.")
@@ -116,6 +172,18 @@ def load(path: Path) -> dict[str, Any]:
     missing = [key for key in ("estimator", "totals", "layers", "model") if key not in document]
     if missing or not isinstance(document["layers"], list) or not isinstance(document["totals"], dict):
         raise BaselineError(f"baseline {path} lacks {', '.join(missing) or 'a valid layer list'}. {fix}")
+    for key, kind, fields in (("estimator", dict, {"vela_version": str, "core": str, "target": dict}),
+                              ("model", dict, {"path": str, "sha256": str})):
+        value = document[key]
+        if not isinstance(value, kind):
+            raise BaselineError(f"baseline {path}: {key} is {value!r}, not an object. {fix}")
+        for field_name, field_kind in fields.items():
+            if field_name in value and not isinstance(value[field_name], field_kind):
+                raise BaselineError(f"baseline {path}: {key}.{field_name} is {value[field_name]!r}, not "
+                                    f"{'text' if field_kind is str else 'an object'}. {fix}")
+    for key in ("test", "name"):
+        if key in document and not isinstance(document[key], str):
+            raise BaselineError(f"baseline {path}: {key} is {document[key]!r}, not text. {fix}")
     unknown = [k for k in document["totals"] if k not in TOTAL_METRICS]
     if unknown:
         raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")
@@ -133,6 +201,20 @@ def load(path: Path) -> dict[str, Any]:
             if key not in layer:
                 raise BaselineError(f"baseline {path} lacks layers[{i}].{key}. {fix}")
             _check_number(path, f"layers[{i}].{key}", layer[key], fix)
+    checked: dict[str, Any] = document
+    return checked
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(key)
+        document[key] = value
     return document
 
 

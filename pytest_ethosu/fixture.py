@@ -47,6 +47,7 @@ class Pending:
     document: dict[str, Any] | None
     record: report.Record
     verdict: Verdict
+    legacy: Path | None = None  # the baseline was read where pytest-ethosu 0.1 kept it; a write moves it
 
 
 @dataclass
@@ -186,14 +187,17 @@ class EthosuPerf:
             raise ModelError(f"{result.model} was already compiled by Vela: its work sits in one 'ethos-u' "
                              "operator that Vela cannot estimate, so a baseline would record 0 cycles. Check "
                              "the model from before Vela (the converter's .tflite).")
-        path = baseline.baseline_path(session.settings.baseline_root, nodeid, name)
-        shown = session.relative(path)
-        session.produced.add(str(path))
+        root = session.settings.baseline_root
+        path = baseline.baseline_path(root, nodeid, name)
+        legacy = None if path.exists() else baseline.legacy_for(root, nodeid, name)
+        session.produced.update(str(p) for p in (path, legacy) if p is not None)
+        read = legacy or path
+        shown = session.relative(read)
         document = baseline.to_document(result, nodeid, name)
-        stored = baseline.load(path) if path.exists() else None  # a broken one fails here, kept
+        stored = baseline.load(read) if read.exists() else None  # a broken one fails here, kept
         verdict = decide(stored, document, tol, update=session.settings.update,
                          strict=session.settings.strict, drift_policy=session.settings.drift_policy)
-        self._pend(name, path, document, result, verdict, shown)
+        self._pend(name, path, document, result, verdict, shown, legacy)
         if verdict.failure is None:
             baseline.remove_obtained(path)  # a leftover of an earlier failure
             return result
@@ -213,11 +217,11 @@ class EthosuPerf:
                                                  session.config.get_verbosity(), session.settings.strict) + compare)
 
     def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
-              verdict: Verdict, shown: str | None) -> None:
+              verdict: Verdict, shown: str | None, legacy: Path | None = None) -> None:
         """Keep the outcome on the item until the test ends, and tell the result hook."""
         item = self._item
         location = (item.location[0], (item.location[1] or 0) + 1)
         record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
                                     shown, self._session.wants_detail(verdict.status))
-        self._state.pending.append(Pending(name, path, document, record, verdict))
+        self._state.pending.append(Pending(name, path, document, record, verdict, legacy))
         self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)

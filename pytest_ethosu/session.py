@@ -3,10 +3,12 @@
 Like ``LogXML`` in pytest's ``junitxml.py``, one object owns what the session gathers and the
 hooks that gather and report it:
 
-- ``pytest_runtest_makereport`` turns the plugin's errors into one-screen failures, writes the
-  test's pending baselines once it has passed, and attaches Vela's console output to failures;
-- ``pytest_collection_finish`` / ``pytest_deselected`` note which tests exist, so that
-  baselines of deleted or renamed tests can be found in a full run;
+- ``pytest_runtest_makereport`` turns the plugin's errors into one-screen failures, attaches
+  Vela's console output to failures, and after teardown writes the test's pending baselines if
+  every phase passed (subtests included; under pytest-rerunfailures the last attempt counts);
+- the collection hooks (``pytest_ignore_collect``, ``pytest_make_collect_report``,
+  ``pytest_deselected``, ``pytest_collection_finish``) note what the run saw in full, so that
+  ``unused.py`` judges only those baselines;
 - ``pytest_sessionfinish``: an xdist worker hands its records to the controller through
   ``workeroutput`` (workers never write session-level files); the controller deletes unused
   baselines under ``--ethosu-update`` and writes the JSON and Markdown reports;
@@ -24,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, cache, escape, report, scratch
+from . import baseline, cache, escape, report, scratch, unused
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
@@ -50,13 +52,14 @@ class EthosuSession:
                          or self.pytest_html or self.settings.layers)
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
-        self.records: list[report.Record] = []
+        self.results: dict[str, list[report.Record]] = {}  # by node id: the last attempt's records
         self.counts: Counter[str] = Counter()
-        self.produced: set[str] = set()  # baseline files that this session's checks used
-        self.passed_tests: set[str] = set()  # tests whose every check ran to the end
-        self.collected: set[str] = set()
-        self.full_run = True  # every test was collected and selected (see pytest_collection_finish)
+        self.produced: set[str] = set()  # baseline files that this session's checks read or wrote
+        self.passed_tests: set[str] = set()  # tests whose final outcome, teardown included, was a pass
+        self.failing: set[str] = set()  # tests with a phase (or subtest) that did not pass in this attempt
+        self.collection = unused.Collection(last_failed=bool(config.getoption("lf", False)))
         self.deleted: list[Path] = []
+        self.interrupted = False
         self.output_errors: list[str] = []
         settings = self.settings
         for words in two_word_paths(list(config.invocation_params.args)) if not self.is_worker else ():
@@ -106,12 +109,16 @@ class EthosuSession:
         touches those tests' baselines only (all of them when ``nodeids`` is empty)."""
         return report.accept_command(None, [*self.settings.replay, *map(self.runnable, sorted(set(nodeids)))])
 
-    def tests_of(self, paths: list[Path]) -> list[str] | None:
-        """The tests whose directories hold ``paths``; None when some belong to no test of
-        this run (a deleted or renamed test: only a full run can delete those)."""
-        directories = {baseline.test_directory(self.settings.baseline_root, n): n for n in self.passed_tests}
-        tests = [directories.get(path.parent) for path in paths]
-        return None if None in tests else [t for t in tests if t is not None]
+    @property
+    def records(self) -> list[report.Record]:
+        return [record for records in self.results.values() for record in records]
+
+    def node_path(self, path: Path) -> str | None:
+        """A path as node ids spell it (relative to the rootdir, ``/``); None outside the rootdir."""
+        try:
+            return Path(os.path.relpath(path, self.rootdir)).as_posix()
+        except ValueError:  # another drive
+            return None
 
     def close(self) -> None:
         if self._estimator is not None:
@@ -130,20 +137,52 @@ class EthosuSession:
         return (f"ethosu: Vela {vela_version()} ({core} core), target {shown}, baselines in "
                 f"{self.relative(self.settings.baseline_root)}{mode}")
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.full_run = False
+    # -- collection: what the run saw in full (unused.py judges only that) ---------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config
+                              ) -> Generator[None, bool | None, bool | None]:
+        ignored = yield
+        shown = self.node_path(collection_path) if ignored else None
+        if shown is not None:
+            self.collection.ignored.add(shown)
+        return ignored
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector
+                                   ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        collected = yield
+        where = collector.nodeid.partition("::")[0]
+        if isinstance(collector, pytest.File):
+            (self.collection.files if collected.passed else self.collection.partial).add(where)
+        elif not collected.passed:  # a module skip, an import or conftest error, a broken class
+            is_directory = isinstance(collector, (pytest.Directory, pytest.Session))
+            (self.collection.broken if is_directory else self.collection.partial).add(where)
+        return collected
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        if items:
-            self.full_run = False
+        self.collection.partial.update(item.nodeid.partition("::")[0] for item in items)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.collected.update(item.nodeid for item in session.items)
-        option = self.config.option
-        if (getattr(option, "keyword", "") or getattr(option, "markexpr", "")
-                or self.config.args_source == pytest.Config.ArgsSource.ARGS):
-            self.full_run = False  # a selection: only the selected tests' baselines are looked at
+        forked = [item.nodeid for item in session.items if "ethosu_perf" in getattr(item, "fixturenames", ())
+                  and (self.config.getoption("forked", False) or item.get_closest_marker("forked"))]
+        if forked:  # a forked child's estimates, counts and worker die with it
+            raise pytest.UsageError(
+                f"ethosu_perf does not run under pytest-forked (--forked or @pytest.mark.forked): {forked[0]}"
+                f"{f' and {len(forked) - 1} more' if len(forked) > 1 else ''}; its estimates would never reach "
+                "the baselines, summary or reports. Run it without forking; -n N (pytest-xdist) runs tests in parallel.")
+        self.collection.collected.update(item.nodeid for item in session.items)
+        start = self.config.invocation_params.dir
+        for argument in self.config.args:
+            path, sep, node = argument.partition("::")
+            shown = self.node_path(start / path)
+            if shown is None:
+                continue
+            self.collection.arguments.append(shown + sep + node)
+            if sep:  # a file::test argument: only part of the file was collected
+                self.collection.partial.add(shown)
+
+    # -- each test -------------------------------------------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
@@ -154,25 +193,32 @@ class EthosuSession:
             assert call.excinfo is not None
             error = call.excinfo.value
             outcome.longrepr = escape.terminal_lines(f"{type(error).__name__}: {error}")
-        if call.when != "call":
+        nodeid = item.nodeid
+        if call.when == "setup":
+            self.failing.discard(nodeid)  # a new attempt: pytest-rerunfailures runs setup again
+        if not outcome.passed:  # a subtest's report comes through here too, as "call"
+            self.failing.add(nodeid)
+        state = item.stash.get(item_state_key, None)
+        if outcome.failed and not own and call.when != "setup" and state is not None and state.logs:
+            outcome.sections.append(("Captured Vela output", escape.terminal_lines("\n".join(state.logs))))
+        if call.when != "teardown":
             return outcome
-        records, errors = self.finish_item(item, outcome.passed)
+        # the test's final outcome is known only now: a check made in a fixture's teardown is in
+        records, errors = self.finish_item(item, nodeid not in self.failing)
+        self.failing.discard(nodeid)
         if errors:
             outcome.outcome = "failed"
             outcome.longrepr = escape.terminal_lines("\n".join(errors))
-        outcome.user_properties = list(item.user_properties)
+        outcome.user_properties = list(item.user_properties)  # junitxml reads them from teardown's report
         if self.pytest_html and records:
             from .html_report import extras_for_pytest_html
 
             # pytest-html 4's documented way: append to report.extras in a makereport wrapper
             entries = report.json_report(records, "")["estimates"]
             outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
-        state = item.stash.get(item_state_key, None)
-        if outcome.failed and not own and state is not None and state.logs:
-            outcome.sections.append(("Captured Vela output", escape.terminal_lines("\n".join(state.logs))))
         return outcome
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._estimator is not None:
             self.counts["vela_runs"] += self._estimator.vela_runs
             self.counts["advisor_runs"] += self._estimator.advisor_runs
@@ -185,7 +231,8 @@ class EthosuSession:
         if self.is_worker:
             self.config.workeroutput["ethosu"] = json.dumps(self.worker_output())  # type: ignore[attr-defined]
             return
-        if self.settings.update:
+        self.interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        if self.settings.update and not self.interrupted and not self.config.option.collectonly:
             self.deleted = self.delete_unused()
         records = self.sorted_records()
         settings = self.settings
@@ -216,20 +263,23 @@ class EthosuSession:
             self.merge(json.loads(data))
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if self.is_worker:
+        if self.is_worker or config.option.collectonly:
             return
         records = self.sorted_records()
         tr = terminalreporter
         if os.environ.get("GITHUB_ACTIONS") == "true":
             for line in report.github_annotations(records):
                 tr.write_line(line)
-        unused_paths = [] if self.settings.update else self.unused_baselines()
+        found = [] if self.settings.update and not self.interrupted else self.unused_baselines()
+        if self.settings.update and found:
+            self.output_errors.append(f"the session was interrupted, so {len(found)} unused baseline(s) were not "
+                                      "deleted (they are listed below)")
         width = tr._tw.fullwidth
         summary = report.SessionSummary(
             records=records, rows=self.summary_rows(records, width, config.get_verbosity()), counts=self.counts,
             update=self.settings.update, deleted=[self.relative(p) for p in self.deleted],
-            unused=[self.relative(p) for p in unused_paths], errors=self.output_errors,
-            command=self.update_command, unused_tests=self.tests_of(unused_paths))
+            unused=[self.relative(u.path) for u in found], errors=self.output_errors,
+            command=self.update_command, unused_tests=[u.target for u in found])
         lines = report.summary_lines(summary, self.settings.summary, config.get_verbosity(), width)
         if self.settings.layers:
             for record in records:
@@ -242,16 +292,17 @@ class EthosuSession:
     # -- after each test -------------------------------------------------------------------------
 
     def finish_item(self, item: pytest.Item, passed: bool) -> tuple[list[report.Record], list[str]]:
-        """Write the test's pending baselines if it passed; return the test's records (their
-        status final) and write errors."""
+        """After the test's teardown: write its pending baselines if it passed; return its
+        records (their status final; they replace an earlier attempt's) and write errors."""
         state = item.stash.get(item_state_key, None)
         if state is None:
             return [], []
         errors = []
         records = []
+        root = self.settings.baseline_root
         for pending in state.pending:
             changed: bool | None = None
-            existed = pending.path is not None and pending.path.exists()
+            existed = pending.path is not None and (pending.path.exists() or pending.legacy is not None)
             if passed and pending.verdict.write:
                 assert pending.path is not None and pending.document is not None
                 try:
@@ -260,6 +311,14 @@ class EthosuSession:
                     errors.append(f"could not write baseline {self.relative(pending.path)}: "
                                   f"{exc.strerror or exc}. Check that the baseline directory is "
                                   "writable and the disk has space; the old file is unchanged.")
+                else:
+                    if pending.legacy is not None:  # moved from where pytest-ethosu 0.1 kept it
+                        changed = True
+                        try:
+                            baseline.remove(pending.legacy, root)
+                        except (OSError, BaselineError) as exc:
+                            self.output_errors.append(f"could not delete {self.relative(pending.legacy)} after "
+                                                      f"moving it to {self.relative(pending.path)}: {exc}")
             status = after_test(pending.verdict, passed, existed, changed)
             pending.record["status"] = status.value
             if status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED):
@@ -269,47 +328,36 @@ class EthosuSession:
                 item.user_properties.append((f"ethosu[{shown}]", json.dumps({
                     k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
                                                    "cpu_ops", "status", "delta_percent")})))
-            self.records.append(pending.record)
             records.append(pending.record)
+        self.results[item.nodeid] = records
         if passed and not errors:
             self.passed_tests.add(item.nodeid)
+        else:
+            self.passed_tests.discard(item.nodeid)
         state.pending.clear()
         return records, errors
 
     # -- end of session --------------------------------------------------------------------------
 
     def worker_output(self) -> dict[str, Any]:
-        return {"records": self.records, "counts": dict(self.counts), "produced": sorted(self.produced),
-                "passed_tests": sorted(self.passed_tests), "collected": sorted(self.collected),
-                "full_run": self.full_run}
+        return {"results": self.results, "counts": dict(self.counts), "produced": sorted(self.produced),
+                "passed_tests": sorted(self.passed_tests), "collection": self.collection.to_json()}
 
     def merge(self, data: dict[str, Any]) -> None:
-        self.records.extend(data["records"])
+        self.results.update(data["results"])
         self.counts.update(data["counts"])
         self.produced.update(data["produced"])
         self.passed_tests.update(data["passed_tests"])
-        self.collected.update(data["collected"])
-        self.full_run = self.full_run and data["full_run"]
+        self.collection.merge(unused.Collection.from_json(data["collection"]))
 
-    def unused_baselines(self) -> list[Path]:
-        """Baselines no check of this run produced: in the directories of tests that passed,
-        and, in a full run (every test collected and selected), those of tests that no longer
-        exist."""
-        root = self.settings.baseline_root
-        unused: set[Path] = set()
-        for nodeid in self.passed_tests:
-            directory = baseline.test_directory(root, nodeid)
-            if directory.is_dir() and not directory.is_symlink():
-                unused.update(p for p in directory.glob("*" + baseline.SUFFIX)
-                              if str(p) not in self.produced and baseline.is_baseline(p))
-        if self.full_run and self.collected and root.is_dir():
-            existing = {baseline.test_directory(root, nodeid) for nodeid in self.collected}
-            unused.update(p for p in baseline.find_baselines(root) if p.parent not in existing)
-        return sorted(unused)
+    def unused_baselines(self) -> list[unused.Unused]:
+        """The baselines this run may call unused (``unused.py`` has the rule)."""
+        return unused.find(self.settings.baseline_root, self.rootdir, self.collection, self.produced,
+                           self.passed_tests)
 
     def delete_unused(self) -> list[Path]:
         removed = []
-        for path in self.unused_baselines():
+        for path in (u.path for u in self.unused_baselines()):
             try:
                 baseline.remove(path, self.settings.baseline_root)
             except (OSError, BaselineError) as exc:

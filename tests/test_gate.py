@@ -281,8 +281,8 @@ def test_call_tolerance_beats_the_marker(make_repo: Callable[[str], pytest.Pytes
 
 
 def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pytester, mode: list[str]) -> None:
-    """syrupy's rule: a full run reports every baseline no test produces (and --ethosu-update
-    deletes it); a selection only looks at the selected tests.  Only regular files inside the
+    """syrupy's rule: a test file collected in full reports every baseline of a test it no
+    longer has (and --ethosu-update deletes it); a selection only looks at the selected tests.  Only regular files inside the
     baseline directory that read as baselines are ever touched."""
     repo.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=4)
     gone = repo.path / "baselines" / "test_models" / "test_deleted" / "default.json"
@@ -301,8 +301,7 @@ def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pyteste
 
     full = repo.runpytest(*mode)
     full.assert_outcomes(passed=4)
-    full.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with a full run of pytest --ethosu-update, "
-                               "which also writes every other change it finds):",
+    full.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with pytest --ethosu-update test_models.py):",
                                "  baselines/test_models/test_deleted/default.json"])
 
     update = repo.runpytest("--ethosu-update", *mode)

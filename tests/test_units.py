@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_ethosu import baseline
+from pytest_ethosu import BaselineError, baseline
 from pytest_ethosu.compare import match_layers
 from pytest_ethosu.result import TOTAL_METRICS
 
@@ -90,6 +90,37 @@ def test_baseline_round_trip(doc: dict[str, object]) -> None:
         assert baseline.write(path, doc) is False  # unchanged content is not rewritten
         assert path.read_bytes() == first
         assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def _valid_baseline() -> dict[str, object]:
+    return {"schema": 1, "test": "t.py::test_a", "name": "default",
+            "model": {"path": "m.tflite", "sha256": "0" * 64},
+            "estimator": {"vela_version": "5.2.0", "core": "regor", "target": {}},
+            "totals": dict.fromkeys(TOTAL_METRICS, 0), "layers": []}
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda text: text.replace('"schema": 1', '"schema": true'), "no schema version"),
+    (lambda text: text.replace('"estimator": {', '"estimator": "5.2.0", "_": {'), "estimator is '5.2.0', not an object"),
+    (lambda text: text.replace('"core": "regor"', '"core": 5'), "estimator.core is 5, not text"),
+    (lambda text: text.replace('"model": {', '"model": ["m.tflite"], "_m": {'), "model is ['m.tflite'], not an object"),
+    (lambda text: text.replace('"name": "default"', '"name": "default", "name": "fast"'), "has the key 'name' twice"),
+    (lambda text: text.replace('"vela_version": "5.2.0"', '"vela_version": "5.2.0", "vela_version": "5.1.0"'),
+     "has the key 'vela_version' twice"),
+    (lambda text: text.replace('"test": "t.py::test_a"', '"test": 3'), "test is 3, not text"),
+])
+def test_a_malformed_baseline_is_refused_naming_the_file(tmp_path: Path, edit: object, says: str) -> None:
+    path = tmp_path / "b.json"
+    text = json.dumps(_valid_baseline())
+    assert callable(edit)
+    path.write_text(edit(text))
+    assert path.read_text() != text
+    with pytest.raises(BaselineError) as raised:
+        baseline.load(path)
+    assert str(path) in str(raised.value) and says in str(raised.value), raised.value
+    assert "pytest --ethosu-update" in str(raised.value)
+    path.write_text(text)
+    assert baseline.load(path) == _valid_baseline()
 
 
 def test_advice_lines_cut_memory_bound_unless_full() -> None:

@@ -106,3 +106,25 @@ def test_timeouts_and_sigterm_leave_nothing_in_the_temporary_directory(project: 
     run.communicate(timeout=60)
     assert run.returncode == -signal.SIGTERM
     assert _scratch_entries(tmpdir) == []
+
+
+@pytest.mark.parity
+def test_one_worker_and_fresh_workers_give_the_same_estimates(tmp_path: Path) -> None:
+    """Generated models (the suite's variants and two with lookup tables), both cores on U55
+    and U65 and regor on U85, in one worker in two interleaved orders and each in a fresh
+    worker: every figure (and every refusal) the same.  The Vela matrix runs it on 4.0.0."""
+    from tests import history
+    from tests.models import VARIANTS
+    from tests.release import CORE_ARGS
+
+    models = []
+    for name in ("base.tflite", "wider.tflite", "cpu.tflite"):
+        models.append(tmp_path / name)
+        models[-1].write_bytes(VARIANTS[name]())
+    for filters, seed in ((16, 0), (48, 3)):
+        models.append(tmp_path / f"lut{filters}.tflite")
+        models[-1].write_bytes(lut_model(filters, seed))
+    chosen = history.targets(tmp_path, ["ethos-u55-64", "ethos-u65-512", "ethos-u85-256"], CORE_ARGS)
+    assert len(chosen) == 5
+    compared, found = history.differences(models, chosen)
+    assert compared == 2 * 5 * 5 and found == []

@@ -1,0 +1,166 @@
+"""Which baselines a run may call unused, and so delete under ``--ethosu-update``.
+
+syrupy's rule (its ``report.py``, ``unused``), per location: a baseline is judged only where
+the run saw everything that could have used it.
+
+- A test that ran and passed, setup to teardown, made every check it makes: a baseline in its
+  directory that none of its checks read is unused (a check renamed or removed).
+- A test file the run collected in full (collected without error or skip, no ``file::test``
+  argument, nothing deselected, no ``--lf``): a baseline of a test that file no longer has is
+  unused (a test renamed or removed).
+- A test file that no longer exists: its baselines are unused when it lay under a directory
+  the run collected in full (a path argument, or the rootdir or ``testpaths`` when none was
+  given, with nothing under it deselected or broken) and outside every path collection
+  ignored.
+
+Anything else is out of scope and left alone: a selection never deletes a baseline.  A test
+that failed, was skipped or did not run keeps its baselines.
+
+``Collection`` is what a process saw while collecting; an xdist worker sends its own
+(``to_json``) and the controller merges them (``from_json``, ``merge``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import baseline
+
+
+@dataclass
+class Collection:
+    """What collection saw: paths are node-id paths, relative to the rootdir, with ``/``."""
+
+    files: set[str] = field(default_factory=set)  # test files collected without error or skip
+    partial: set[str] = field(default_factory=set)  # test files not collected in full
+    broken: set[str] = field(default_factory=set)  # directories whose collection failed (a conftest error)
+    ignored: set[str] = field(default_factory=set)  # paths collection ignored (--ignore, norecursedirs, ...)
+    collected: set[str] = field(default_factory=set)  # node ids of the selected tests
+    arguments: list[str] = field(default_factory=list)  # the run's path arguments; "::" marks a node filter
+    last_failed: bool = False  # --lf: files with no failure were not collected at all
+
+    def to_json(self) -> dict[str, Any]:
+        return {"files": sorted(self.files), "partial": sorted(self.partial), "broken": sorted(self.broken),
+                "ignored": sorted(self.ignored), "collected": sorted(self.collected),
+                "arguments": self.arguments, "last_failed": self.last_failed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Collection:
+        return cls(set(data["files"]), set(data["partial"]), set(data["broken"]), set(data["ignored"]),
+                   set(data["collected"]), list(data["arguments"]), bool(data["last_failed"]))
+
+    def merge(self, other: Collection) -> None:
+        """Another process's view of the same collection (xdist workers all collect)."""
+        self.files |= other.files
+        self.partial |= other.partial
+        self.broken |= other.broken
+        self.ignored |= other.ignored
+        self.collected |= other.collected
+        self.arguments = self.arguments or other.arguments
+        self.last_failed = self.last_failed or other.last_failed
+
+    def complete_files(self) -> set[str]:
+        return set() if self.last_failed else self.files - self.partial
+
+    def complete_directories(self, rootdir: Path) -> list[str]:
+        """The directory arguments under which nothing was deselected, broken or partial."""
+        if self.last_failed:
+            return []
+        spoiled = self.partial | self.broken
+        directories = []
+        for argument in self.arguments:
+            if "::" in argument or not (rootdir / argument).is_dir():
+                continue
+            if not any(_under(path, argument) for path in spoiled):
+                directories.append(argument)
+        return directories
+
+
+def _under(path: str, directory: str) -> bool:
+    return directory in (".", "") or path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class Unused:
+    path: Path
+    target: str  # what `pytest --ethosu-update <target>` takes to delete it: a node id, a file or a directory
+
+
+def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], passed: set[str]) -> list[Unused]:
+    """The unused baselines under ``root`` (the baseline directory), by the rule above.
+    ``produced``: the baseline files this run's checks read or wrote; ``passed``: the node ids
+    of tests whose final outcome, teardown included, was a pass."""
+    if not root.is_dir():
+        return []
+    files = collection.complete_files()
+    directories = collection.complete_directories(rootdir)
+    collected = collection.collected
+    by_directory: dict[Path, str] = {}
+    for nodeid in collected:
+        by_directory[baseline.legacy_path(root, nodeid, "x").parent] = nodeid
+    for nodeid in collected:
+        by_directory[baseline.test_directory(root, nodeid)] = nodeid
+    known = collection.files | collection.partial | {n.partition("::")[0] for n in collected}
+    by_location = {baseline.location(root, f): f for f in known}
+
+    def deleted_file(file_part: str) -> str | None:
+        """The complete directory a test file that no longer exists lay under, if any."""
+        if (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored):
+            return None
+        return next((d for d in directories if _under(file_part, d)), None)
+
+    unused = []
+    for path in baseline.find_baselines(root):
+        if str(path) in produced:
+            continue
+        owner = _owner(path, root)
+        target: str | None = None
+        if owner is not None:  # the file says which test made it, and lies where that test keeps it
+            file_part = owner.partition("::")[0]
+            if owner in collected:
+                target = owner if owner in passed else None
+            elif file_part in files:
+                target = file_part
+            else:
+                target = deleted_file(file_part)
+        elif path.parent in by_directory:  # by place: a copied or hand-made file in a test's directory
+            nodeid = by_directory[path.parent]
+            target = nodeid if nodeid in passed else None
+        elif path.parent.parent in by_location:  # in a known test file's location, of no test it has
+            known_file = by_location[path.parent.parent]
+            target = known_file if known_file in files else None
+        else:  # a location of no test file this run knows: one that was deleted, if its name says which
+            gone = _file_of(path.parent.parent, root)
+            target = deleted_file(gone) if gone is not None else None
+        if target is not None:
+            unused.append(Unused(path, target))
+    return unused
+
+
+def _owner(path: Path, root: Path) -> str | None:
+    """The node id a baseline file names, when the file lies where that test keeps it."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    test, name = document.get("test"), document.get("name")
+    if not isinstance(test, str) or not isinstance(name, str) or not test:
+        return None
+    if path in (baseline.baseline_path(root, test, name), baseline.legacy_path(root, test, name)):
+        return test
+    return None
+
+
+def _file_of(location: Path, root: Path) -> str | None:
+    """The test file (``.py``) whose baselines would live in ``location``; None when a part of
+    it was hashed and cannot be read back."""
+    try:
+        parts = location.relative_to(root).parts
+    except ValueError:
+        return None
+    if not parts or any(baseline.safe_component(p, keep_case=True) != p for p in parts):
+        return None
+    return str(PurePosixPath(*parts)) + ".py"

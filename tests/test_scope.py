@@ -1,0 +1,294 @@
+"""Which baselines a run may touch: syrupy's per-location rule for unused baselines, one file
+per (test, name), and writes only for tests that passed in full.  Inner sessions on real Vela,
+serial and under xdist where the controller merges what workers saw."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_ethosu import baseline
+
+MODES = {"serial": ["-p", "no:xdist"], "xdist": ["-n", "2"]}
+
+CHECK = """
+def test_{name}(ethosu_perf):
+    ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+"""
+FILES = {
+    "tests/test_a": CHECK.format(name="one") + CHECK.format(name="two"),
+    "tests/test_other": CHECK.format(name="other"),
+    "tests/sub/test_b": CHECK.format(name="b"),
+}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> list[str]:
+    return MODES[request.param]
+
+
+@pytest.fixture
+def tree(project: pytest.Pytester) -> pytest.Pytester:
+    """Three test files in two directories, their baselines made."""
+    project.makepyfile(**FILES)
+    project.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=4)
+    return project
+
+
+def baselines(project: pytest.Pytester) -> dict[str, bytes]:
+    root = project.path / "baselines"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.json"))}
+
+
+def unused_lines(result: pytest.RunResult) -> list[str]:
+    out = result.stdout.lines
+    start = next((i for i, line in enumerate(out) if "unused baseline(s)" in line), None)
+    if start is None:
+        return []
+    return [line.strip() for line in out[start + 1:] if line.startswith("  baselines/")]
+
+
+def test_layout(tree: pytest.Pytester) -> None:
+    assert sorted(baselines(tree)) == ["tests/sub/test_b/test_b/default.json", "tests/test_a/test_one/default.json",
+                                       "tests/test_a/test_two/default.json",
+                                       "tests/test_other/test_other/default.json"]
+
+
+@pytest.mark.parametrize("run", ["subdirectory", "ignore", "keyword", "node", "module skip", "collection error",
+                                 "collection error, continued", "deselect", "last failed"])
+def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[str], run: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of these runs leaves a test file out of what it saw in full: --ethosu-update
+    deletes nothing of it, and nothing is listed as unused."""
+    before = baselines(tree)
+    args = {"ignore": ["--ignore=tests/test_other.py"], "keyword": ["-k", "one or b"],
+            "node": ["tests/test_a.py::test_one", "tests/sub"], "deselect": ["--deselect", "tests/test_a.py::test_two"],
+            "collection error, continued": ["--continue-on-collection-errors"], "last failed": ["--lf"]}.get(run, [])
+    if run == "subdirectory":
+        monkeypatch.chdir(tree.path / "tests" / "sub")
+    if run == "module skip":
+        tree.makepyfile(**{"tests/test_other": 'import pytest\npytest.importorskip("no_such_module")\n'
+                           + CHECK.format(name="other")})
+    if run.startswith("collection error"):
+        tree.makepyfile(**{"tests/test_other": "raise ImportError('broken')\n" + CHECK.format(name="other")})
+    if run == "last failed":  # test_two failed last time: --lf collects test_a.py only, and only that test
+        tree.makepyfile(**{"tests/test_a": CHECK.format(name="one") + "def test_two():\n    assert False\n"})
+        tree.runpytest("-p", "no:xdist")
+        tree.makepyfile(**FILES)
+    for update in ([], ["--ethosu-update"]):
+        result = tree.runpytest(*args, *update, *mode)
+        assert unused_lines(result) == [], result.stdout.str()
+        assert "deleted unused" not in result.stdout.str()
+        assert baselines(tree) == before
+
+
+def test_unused_where_the_run_saw_everything(tree: pytest.Pytester, mode: list[str]) -> None:
+    """A renamed test and a deleted test file: each is reported by a run that saw its file (or
+    the directory the deleted file was in) in full, and deleted by --ethosu-update on that run."""
+    tree.makepyfile(**{"tests/test_a": CHECK.format(name="one") + CHECK.format(name="three")})
+    (tree.path / "tests" / "test_other.py").unlink()
+    renamed, deleted = "baselines/tests/test_a/test_two/default.json", "baselines/tests/test_other/test_other/default.json"
+    expected = {(): [renamed, deleted], ("tests",): [renamed, deleted], ("tests/test_a.py",): [renamed],
+                ("tests/sub",): [], ("tests/test_a.py::test_one",): [], ("-k", "one or three"): [renamed],
+                ("-k", "one"): []}
+    for args, paths in expected.items():
+        assert unused_lines(tree.runpytest(*args, *mode)) == paths, args
+    result = tree.runpytest("tests/test_a.py", *mode)
+    result.stdout.fnmatch_lines(["1 unused baseline(s) (delete them with pytest --ethosu-update tests/test_a.py):"])
+
+    before = baselines(tree)
+    listed = tree.runpytest("--co", "--ethosu-update", *mode)  # collects, runs nothing: no summary, no deletion
+    assert listed.ret == 0 and not any(line.startswith("ethosu") for line in listed.stdout.lines[3:]) and baselines(tree) == before
+
+    update = tree.runpytest("--ethosu-update", "tests/test_a.py", *mode)
+    update.stdout.fnmatch_lines([f"  deleted unused {renamed}"])
+    assert (tree.path / deleted).exists()
+    tree.runpytest("--ethosu-update", "tests", *mode).stdout.fnmatch_lines([f"  deleted unused {deleted}"])
+    assert sorted(baselines(tree)) == ["tests/sub/test_b/test_b/default.json", "tests/test_a/test_one/default.json",
+                                       "tests/test_a/test_three/default.json"]
+    assert unused_lines(tree.runpytest(*mode)) == []
+
+
+def test_failing_tests_keep_their_baselines_in_the_accelerator_matrix(project: pytest.Pytester,
+                                                                     mode: list[str]) -> None:
+    project.makepyfile(test_m="""
+        import os
+        def test_net(ethosu_perf):
+            assert os.environ.get("BREAK") != "before", "fails before its check"
+            ethosu_perf("models/base.tflite")
+            assert os.environ.get("BREAK") != "after", "fails after its check"
+    """)
+    matrix = ["--ethosu-accelerators=ethos-u55-64,ethos-u65-256"]
+    project.runpytest("--ethosu-update", *matrix, *mode).assert_outcomes(passed=2)
+    before = baselines(project)
+    assert len(before) == 2
+    for where in ("before", "after"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("BREAK", where)
+            result = project.runpytest("--ethosu-update", *matrix, *mode)
+        result.assert_outcomes(failed=2)
+        assert "deleted unused" not in result.stdout.str() and baselines(project) == before
+
+
+def test_one_file_per_test_and_name(project: pytest.Pytester) -> None:
+    """A class in a file and a file in a directory of the same name; check names that differ
+    only in case or that end like an obtained file: each has its own file, on a
+    case-insensitive filesystem too, and an update that changes nothing writes nothing."""
+    project.makepyfile(**{
+        "tests/test_a": """
+            class TestB_test:
+                def test_c(self, ethosu_perf):
+                    ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+        """,
+        "tests/test_a/TestB_test": """
+            import pytest
+
+            def test_c(ethosu_perf):
+                ethosu_perf("models/wider.tflite", accelerator="ethos-u55-64")
+
+            @pytest.mark.parametrize("x", ["A", "a"])
+            def test_case(ethosu_perf, x):
+                ethosu_perf("models/base.tflite" if x == "A" else "models/wider.tflite", accelerator="ethos-u55-64")
+                ethosu_perf("models/base.tflite", accelerator="ethos-u55-64", name="Fast")
+                ethosu_perf("models/wider.tflite", accelerator="ethos-u55-64", name="fast")
+                ethosu_perf("models/extra.tflite", accelerator="ethos-u55-64", name="fast.obtained")
+        """})
+    created = project.runpytest("--ethosu-update", "-p", "no:xdist")
+    created.assert_outcomes(passed=4)
+    created.stdout.fnmatch_lines(["*ethosu baselines: 10 created, 0 updated, 0 unchanged, 0 deleted"])
+    files = baselines(project)
+    assert len(files) == 10 and len({name.lower() for name in files}) == 10
+    again = project.runpytest("--ethosu-update", "-p", "no:xdist")
+    again.stdout.fnmatch_lines(["*ethosu baselines: 0 created, 0 updated, 10 unchanged, 0 deleted"])
+    assert baselines(project) == files
+    project.runpytest("-p", "no:xdist").assert_outcomes(passed=4)
+
+    # a failing "fast" check writes its obtained file where no baseline name reaches
+    (project.path / "models" / "wider.tflite").write_bytes((project.path / "models" / "cpu.tflite").read_bytes())
+    failed = project.runpytest("-p", "no:xdist", "tests/test_a/TestB_test.py::test_case[a]")
+    failed.assert_outcomes(failed=1)
+    obtained = sorted(p.relative_to(project.path).as_posix() for p in project.path.rglob("*.obtained.json"))
+    assert len(obtained) == 1 and baselines(project).keys() - {obtained[0].removeprefix("baselines/")} == files.keys()
+    ignore = (project.path / "baselines" / ".gitignore").read_text()
+    assert all(not Path(name).match(line) for name in files for line in ignore.splitlines()[1:])
+
+
+def test_a_baseline_where_0_1_kept_it_is_read_then_moved(project: pytest.Pytester, mode: list[str]) -> None:
+    project.makepyfile(test_k="""
+        class TestK:
+            def test_c(self, ethosu_perf):
+                ethosu_perf("models/base.tflite", accelerator="ethos-u55-64", name="Speed")
+    """)
+    project.runpytest("--ethosu-update", *mode).assert_outcomes(passed=1)
+    root = project.path / "baselines"
+    new = baseline.baseline_path(root, "test_k.py::TestK::test_c", "Speed")
+    old = baseline.legacy_path(root, "test_k.py::TestK::test_c", "Speed")
+    assert old.relative_to(root).as_posix() == "test_k/TestK/test_c/Speed.json" and new != old
+    old.parent.mkdir(parents=True)
+    shutil.move(new, old)
+    shutil.rmtree(new.parent)
+    plain = project.runpytest(*mode)
+    plain.assert_outcomes(passed=1)
+    assert unused_lines(plain) == [] and old.exists()
+    moved = project.runpytest("--ethosu-update", *mode)
+    moved.stdout.fnmatch_lines(["*ethosu baselines: 0 created, 1 updated, 0 unchanged, 0 deleted"])
+    assert new.exists() and not old.exists() and not (root / "test_k" / "TestK").exists()
+
+
+def test_baselines_are_written_only_for_tests_that_passed_in_full(project: pytest.Pytester, mode: list[str]) -> None:
+    """A fixture that fails in teardown, a subtest that fails after the check: nothing
+    written.  A check made in a fixture's teardown is recorded, and its create command
+    converges."""
+    project.makepyfile(test_t="""
+        import pytest
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("teardown fails")
+
+        @pytest.fixture
+        def late(ethosu_perf):
+            yield
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64", name="late")
+
+        def test_teardown(ethosu_perf, broken_teardown):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+
+        def test_subtest(ethosu_perf, subtests):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+            with subtests.test("after the check"):
+                assert False
+
+        def test_late(late):
+            pass
+    """)
+    result = project.runpytest("--ethosu-update", *mode)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 1 and outcomes.get("passed") == 2, outcomes  # test_late's file is written
+    out = result.stdout.str()
+    assert "ethosu baselines: 1 created, 0 updated, 0 unchanged, 0 deleted" in out
+    assert sorted(baselines(project)) == ["test_t/test_late/late.json"]
+    assert "test_teardown" in out and "test_subtest" in out and out.count("not written") >= 2
+
+    (project.path / "baselines" / "test_t" / "test_late" / "late.json").unlink()
+    missing = project.runpytest("-k", "test_late", *mode)
+    missing.assert_outcomes(passed=1, errors=1)
+    missing.stdout.fnmatch_lines(["*create it with: pytest --ethosu-update test_t.py::test_late*"])
+    project.runpytest("--ethosu-update", "test_t.py::test_late", *mode).assert_outcomes(passed=1)
+    project.runpytest("-k", "test_late", *mode).assert_outcomes(passed=1)
+
+
+def test_a_rerun_keeps_the_last_attempt(project: pytest.Pytester, mode: list[str], tmp_path: Path) -> None:
+    project.makepyfile(test_r=f"""
+        from pathlib import Path
+
+        def test_flaky(ethosu_perf):
+            first = not Path({str(tmp_path / "ran")!r}).exists()
+            Path({str(tmp_path / "ran")!r}).touch()
+            ethosu_perf("models/wider.tflite" if first else "models/base.tflite", accelerator="ethos-u55-64")
+    """)
+    (tmp_path / "ran").touch()  # the baseline is the second attempt's model
+    project.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=1)
+    (tmp_path / "ran").unlink()
+    result = project.runpytest("--reruns=1", "--ethosu-json=out.json", *mode)
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 1}, result.stdout.str()
+    rows = [line for line in result.stdout.lines if line.startswith("test_flaky ")]
+    assert len(rows) == 1 and rows[0].endswith(" ok"), rows
+    assert "REGRESSED" not in result.stdout.str().upper().replace("1 RERUN", "")
+    entries = json.loads((project.path / "out.json").read_text())["estimates"]
+    assert [e["status"] for e in entries] == ["ok"]
+    merged = project.run(sys.executable, "-m", "pytest_ethosu", "merge", "out.json", "-o", "merged.json", "-q")
+    assert merged.ret == 0, merged.stderr.str()
+    assert len(json.loads((project.path / "merged.json").read_text())["estimates"]) == 1
+
+
+def test_forked_is_refused_in_one_line(project: pytest.Pytester) -> None:
+    project.makepyfile(test_f="""
+        def test_net(ethosu_perf):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+    """)
+    project.makepyfile(test_m="""
+        import pytest
+
+        @pytest.mark.forked
+        def test_marked(ethosu_perf):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+
+        def test_plain(ethosu_perf):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+    """)
+    for args in (["--forked"], ["test_m.py"]):
+        result = project.runpytest_subprocess(*args, "--ethosu-update", "-p", "no:xdist")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
+        assert len(errors) == 1 and errors[0].startswith(
+            "ERROR: ethosu_perf does not run under pytest-forked (--forked or @pytest.mark.forked): test_")
+        assert not (project.path / "baselines").exists()
+    project.makepyfile(test_other="def test_other():\n    pass\n")
+    # tests without estimates may fork (collected only: pytest-forked 1.7.5 fails every test under pytest 9)
+    assert project.runpytest_subprocess("--forked", "--co", "test_other.py", "-p", "no:xdist").ret == 0
