@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import escape, files, merge
-from .settings import SUMMARY_MODES
+from .options import SUMMARY_MODES
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,16 +26,13 @@ from .compare import Tolerances
 from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
 from .gate import Failure, Status, Verdict, decide
+from .options import MARKER_KEYS, TARGET_KEYS, split_names
 from .result import EstimateResult
-from .settings import split_names
-from .target import SETTINGS, Target, resolve
+from .target import Target, resolve
 
 if TYPE_CHECKING:
     from .session import EthosuSession
 
-TARGET_KEYS = tuple(SETTINGS)
-TOLERANCE_KEYS = ("rtol", "atol", "tolerances")
-MARKER_KEYS = (*TARGET_KEYS, *TOLERANCE_KEYS, "accelerators")
 
 
 @dataclass

@@ -32,7 +32,8 @@ from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
 from .fixture import item_state_key
 from .gate import Status, after_test
-from .settings import Settings, two_word_paths
+from .options import two_word_paths
+from .settings import Settings
 from .vela import expected_core, vela_version
 
 

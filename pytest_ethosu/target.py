@@ -7,6 +7,8 @@ Each setting can come from four places; the first that sets it wins:
 3. the command line: ``--ethosu-accelerator ...``
 4. the ini file: ``ethosu_accelerator = ...``
 
+(the last two are declared in ``options.py``).
+
 What none of them sets is left to Vela's own defaults (accelerator ``ethos-u55-256``, and the
 system config and memory mode Vela picks for it from ``Arm/vela.ini``).  Vela accepts a config
 file only together with both a system config and a memory mode; without one it uses its
@@ -27,7 +29,6 @@ from typing import Any
 from .errors import ArgumentError, TargetError
 from .vela import (
     DEFAULT_ACCELERATOR,
-    DEFAULT_CONFIG,
     Job,
     bundled_config_dir,
     bundled_config_names,
@@ -35,22 +36,6 @@ from .vela import (
     check_vela_args,
     default_config_file,
 )
-
-#: name -> (command-line flag, ini key, help)
-SETTINGS: dict[str, tuple[str, str, str]] = {
-    "accelerator": ("--ethosu-accelerator", "ethosu_accelerator",
-                    f"Ethos-U accelerator, e.g. ethos-u65-256 (Vela's default: {DEFAULT_ACCELERATOR})"),
-    "system_config": ("--ethosu-system-config", "ethosu_system_config",
-                      "Vela system config name, e.g. Ethos_U65_High_End (default: Vela's choice)"),
-    "memory_mode": ("--ethosu-memory-mode", "ethosu_memory_mode",
-                    "Vela memory mode name, e.g. Dedicated_Sram (default: Vela's choice)"),
-    "vela_config": ("--ethosu-vela-config", "ethosu_vela_config",
-                    f"Vela .ini file: a path (relative to the rootdir) or a bundled name such as "
-                    f"{DEFAULT_CONFIG} (the default)"),
-    "vela_args": ("--ethosu-vela-args", "ethosu_vela_args",
-                  "extra Vela options, shell-quoted; write it with '=': "
-                  "--ethosu-vela-args=--debug-force-legacy-core"),
-}
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,17 @@ MUTATIONS = (
              "pytest_ethosu/pytorch.py", "key = lowering_key(program_key(program), batches",
              'key = lowering_key("", batches',
              ("tests/test_pytorch.py::test_wider_layer_fails_by_module_path_update_accepts",)),
+    Mutation("paths-from-cwd", "every relative path option is taken from the rootdir",
+             "pytest_ethosu/options.py", "        return path if path.is_absolute() else config.rootpath / path",
+             "        return path if path.is_absolute() else Path.cwd() / path",
+             ("tests/test_option_table.py::test_report_paths_are_relative_to_the_rootdir_from_a_subdirectory",)),
+    Mutation("toml-numbers-refused", "pytest 9's native TOML numbers are taken for number ini keys",
+             "pytest_ethosu/options.py", "    return str | float if version >= (9, 2) else None",
+             "    return None", ("tests/test_option_table.py::test_native_toml_numbers_are_taken",)),
+    Mutation("two-words-html-silent", "every path flag given as two words is flagged",
+             "pytest_ethosu/options.py", '        return self.kind in ("path", "file")',
+             '        return self.kind == "file" or self.name == "json"',
+             ("tests/test_option_table.py::test_every_path_flag_written_as_two_words_is_flagged",)),
 )
 
 
