@@ -51,7 +51,8 @@ def safe_component(name: str, keep_case: bool = False) -> str:
 
     Names made only of safe lower-case characters are kept as they are (``keep_case``: upper
     case too, for the directories of test files, which are paths on disk already).  Any other
-    name keeps a readable sanitised form and gets a hash of the original.
+    name keeps a readable sanitised form and gets ``~`` and a hash of the original; ``~`` is
+    never part of a kept name, so a kept name can never equal a hashed one.
     """
     kept = (_KEPT_PATH if keep_case else _KEPT).fullmatch(name) is not None
     reserved = name.split(".")[0].upper() in _RESERVED
@@ -60,7 +61,8 @@ def safe_component(name: str, keep_case: bool = False) -> str:
         return name
     clean = _UNSAFE.sub("_", name).strip(".")
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{clean[:_MAX_COMPONENT - 11] or '_'}-{digest}"
+    # "~" is in no kept name, so no kept name equals a hashed one ("fast run" -> "fast_run~c237...")
+    return f"{clean[:_MAX_COMPONENT - 11] or '_'}~{digest}"
 
 
 def location(root: Path, file_part: str) -> Path:
@@ -113,6 +115,18 @@ def legacy_for(root: Path, nodeid: str, name: str) -> Path | None:
     except (OSError, ValueError):
         return None
     return old if isinstance(document, dict) and (document.get("test"), document.get("name")) == (nodeid, name) else None
+
+
+def refuse_another_tests_legacy(root: Path, path: Path, stored: dict[str, Any], nodeid: str, shown: str) -> None:
+    """The 0.1 layout could put another test's baseline where this test's lives now
+    (``test_a.py::TestB::test_c`` kept ``test_a/TestB/test_c/``, which is now
+    ``test_a/TestB.py::test_c``'s).  Such a file is neither compared with nor overwritten."""
+    test, name = stored.get("test"), stored.get("name")
+    if (isinstance(test, str) and isinstance(name, str) and test != nodeid
+            and legacy_path(root, test, name) == path):
+        raise BaselineError(f"baseline {shown} is {test}'s, kept there by pytest-ethosu 0.1, and this path is now "
+                            f"{nodeid}'s. Run pytest --ethosu-update '{test}' first: it moves that file to its new "
+                            "path, and this test then gets a file of its own.")
 
 
 def to_document(result: EstimateResult, nodeid: str, name: str) -> dict[str, Any]:

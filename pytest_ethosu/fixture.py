@@ -51,6 +51,7 @@ class Pending:
 class ItemState:
     pending: list[Pending] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    finished: bool = False  # the test's report is made: its checks are recorded, no more can be
 
 
 item_state_key = pytest.StashKey[ItemState]()
@@ -101,6 +102,7 @@ class EthosuPerf:
                 marker.setdefault(key, value)
         self._marker = marker
         self._state = item.stash.setdefault(item_state_key, ItemState())
+        self._state.finished = False  # a new attempt (pytest-rerunfailures) makes a new fixture
         self._names: set[str] = set()
 
     def _check_marker(self) -> None:
@@ -166,6 +168,10 @@ class EthosuPerf:
                  quantize: bool = True, **target: Any) -> EstimateResult:
         __tracebackhide__ = True
         session, nodeid = self._session, self._item.nodeid
+        if self._state.finished:
+            raise ArgumentError(f"ethosu_perf of {nodeid} was called after that test ended (from a fixture of a "
+                                "wider scope, or saved elsewhere): its check could never be recorded. Call it from "
+                                "the test or from a function-scoped fixture's teardown.")
         pytorch = _pytorch_arguments(model, example_inputs, calibration, quantize)
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"name must be a non-empty string, not {name!r}")
@@ -192,6 +198,8 @@ class EthosuPerf:
         shown = session.relative(read)
         document = baseline.to_document(result, nodeid, name)
         stored = baseline.load(read) if read.exists() else None  # a broken one fails here, kept
+        if stored is not None and legacy is None:
+            baseline.refuse_another_tests_legacy(root, path, stored, nodeid, shown)
         verdict = decide(stored, document, tol, update=session.settings.update,
                          strict=session.settings.strict, drift_policy=session.settings.drift_policy)
         self._pend(name, path, document, result, verdict, shown, legacy)

@@ -59,6 +59,7 @@ class EthosuSession:
         self.passed_tests: set[str] = set()  # tests whose final outcome, teardown included, was a pass
         self.failing: set[str] = set()  # tests with a phase (or subtest) that did not pass in this attempt
         self.collection = unused.Collection(last_failed=bool(config.getoption("lf", False)))
+        self._collected_items: set[str] = set()  # every item collection made, before any was dropped
         self.deleted: list[Path] = []
         self.interrupted = False
         self.output_errors: list[str] = []
@@ -164,6 +165,9 @@ class EthosuSession:
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.collection.partial.update(item.nodeid.partition("::")[0] for item in items)
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self._collected_items.add(item.nodeid)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         forked = [item.nodeid for item in session.items if "ethosu_perf" in getattr(item, "fixturenames", ())
                   and (self.config.getoption("forked", False) or item.get_closest_marker("forked"))]
@@ -173,6 +177,15 @@ class EthosuSession:
                 f"{f' and {len(forked) - 1} more' if len(forked) > 1 else ''}; its estimates would never reach "
                 "the baselines, summary or reports. Run it without forking; -n N (pytest-xdist) runs tests in parallel.")
         self.collection.collected.update(item.nodeid for item in session.items)
+        # items dropped without pytest_deselected (pytest-shard, a conftest's items[:] = ...)
+        dropped = self._collected_items - self.collection.collected
+        self.collection.partial.update(nodeid.partition("::")[0] for nodeid in dropped)
+        if self.settings.accelerators:  # the option's matrix: the run chose these tests' accelerators
+            for item in session.items:
+                callspec = getattr(item, "callspec", None)
+                if (callspec is not None and "ethosu_accelerator" in callspec.params
+                        and not any("accelerators" in m.kwargs for m in item.iter_markers("ethosu"))):
+                    self.collection.matrix.add(item.nodeid[:len(item.nodeid) - len(callspec.id) - 2])
         start = self.config.invocation_params.dir
         for argument in self.config.args:
             path, sep, node = argument.partition("::")
@@ -336,6 +349,7 @@ class EthosuSession:
         else:
             self.passed_tests.discard(item.nodeid)
         state.pending.clear()
+        state.finished = True  # a check after this would never be recorded (the fixture refuses it)
         return records, errors
 
     # -- end of session --------------------------------------------------------------------------

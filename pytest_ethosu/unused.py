@@ -6,8 +6,10 @@ the run saw everything that could have used it.
 - A test that ran and passed, setup to teardown, made every check it makes: a baseline in its
   directory that none of its checks read is unused (a check renamed or removed).
 - A test file the run collected in full (collected without error or skip, no ``file::test``
-  argument, nothing deselected, no ``--lf``): a baseline of a test that file no longer has is
-  unused (a test renamed or removed).
+  argument, nothing deselected or otherwise dropped from the items, no ``--lf``): a baseline of
+  a test that file no longer has is unused (a test renamed or removed), except another
+  accelerator's instance of a test that ``--ethosu-accelerators`` parametrized (the run chose
+  the accelerators, not the file).
 - A test file that no longer exists: its baselines are unused when it lay under a directory
   the run collected in full (a path argument, or the rootdir or ``testpaths`` when none was
   given, with nothing under it deselected or broken) and outside every path collection
@@ -41,16 +43,20 @@ class Collection:
     collected: set[str] = field(default_factory=set)  # node ids of the selected tests
     arguments: list[str] = field(default_factory=list)  # the run's path arguments; "::" marks a node filter
     last_failed: bool = False  # --lf: files with no failure were not collected at all
+    # tests (node ids without their parameters) that the accelerator matrix option parametrized:
+    # the run chose their accelerators, so another accelerator's baseline is not a removed test
+    matrix: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         return {"files": sorted(self.files), "partial": sorted(self.partial), "broken": sorted(self.broken),
                 "ignored": sorted(self.ignored), "collected": sorted(self.collected),
-                "arguments": self.arguments, "last_failed": self.last_failed}
+                "arguments": self.arguments, "last_failed": self.last_failed, "matrix": sorted(self.matrix)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Collection:
         return cls(set(data["files"]), set(data["partial"]), set(data["broken"]), set(data["ignored"]),
-                   set(data["collected"]), list(data["arguments"]), bool(data["last_failed"]))
+                   set(data["collected"]), list(data["arguments"]), bool(data["last_failed"]),
+                   set(data["matrix"]))
 
     def merge(self, other: Collection) -> None:
         """Another process's view of the same collection (xdist workers all collect)."""
@@ -61,6 +67,11 @@ class Collection:
         self.collected |= other.collected
         self.arguments = self.arguments or other.arguments
         self.last_failed = self.last_failed or other.last_failed
+        self.matrix |= other.matrix
+
+    def other_accelerator(self, nodeid: str) -> bool:
+        """A test instance of a matrix-parametrized test that this run did not choose to run."""
+        return any(nodeid.startswith(function + "[") for function in self.matrix)
 
     def complete_files(self) -> set[str]:
         return set() if self.last_failed else self.files - self.partial
@@ -122,6 +133,8 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
             file_part = owner.partition("::")[0]
             if owner in collected:
                 target = owner if owner in passed else None
+            elif collection.other_accelerator(owner):
+                target = None
             elif file_part in files:
                 target = file_part
             else:

@@ -211,6 +211,23 @@ MUTATIONS = (
              "pytest_ethosu/options.py", '        return self.kind in ("path", "file")',
              '        return self.kind == "file" or self.name == "json"',
              ("tests/test_option_table.py::test_every_path_flag_written_as_two_words_is_flagged",)),
+    Mutation("dropped-items-ignored", "items a plugin drops without pytest_deselected make their file partial",
+             "pytest_ethosu/session.py",
+             '        self.collection.partial.update(nodeid.partition("::")[0] for nodeid in dropped)',
+             "        pass", ("tests/test_scope.py::test_a_selection_never_deletes_a_baseline",)),
+    Mutation("matrix-subset-deletes", "one accelerator of the matrix keeps the others' baselines",
+             "pytest_ethosu/unused.py", "            elif collection.other_accelerator(owner):",
+             "            elif False:", ("tests/test_scope.py::test_one_accelerator_of_the_matrix_keeps_the_others",)),
+    Mutation("hashed-equals-kept", "a kept name never equals a hashed one",
+             "pytest_ethosu/baseline.py", "    return f\"{clean[:_MAX_COMPONENT - 11] or '_'}~{digest}\"",
+             "    return f\"{clean[:_MAX_COMPONENT - 11] or '_'}-{digest}\"",
+             ("tests/test_units.py::test_names_like_a_hashed_form_get_their_own_file",)),
+    Mutation("other-tests-legacy-used", "another test's 0.1 file at this test's path is never used or overwritten",
+             "pytest_ethosu/fixture.py", "        if stored is not None and legacy is None:", "        if False:",
+             ("tests/test_scope.py::test_another_tests_0_1_file_at_this_tests_path_is_neither_used_nor_lost",)),
+    Mutation("late-check-lost", "a check after its test ended is refused, never silently unrecorded",
+             "pytest_ethosu/fixture.py", "        if self._state.finished:", "        if False:",
+             ("tests/test_scope.py::test_a_check_after_its_test_ended_is_refused",)),
 )
 
 

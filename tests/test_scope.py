@@ -59,7 +59,7 @@ def test_layout(tree: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize("run", ["subdirectory", "ignore", "keyword", "node", "module skip", "collection error",
-                                 "collection error, continued", "deselect", "last failed"])
+                                 "collection error, continued", "deselect", "last failed", "dropped"])
 def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[str], run: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of these runs leaves a test file out of what it saw in full: --ethosu-update
@@ -75,6 +75,9 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
                            + CHECK.format(name="other")})
     if run.startswith("collection error"):
         tree.makepyfile(**{"tests/test_other": "raise ImportError('broken')\n" + CHECK.format(name="other")})
+    if run == "dropped":  # as pytest-shard does: items removed without pytest_deselected
+        tree.makeconftest("def pytest_collection_modifyitems(items):\n"
+                          "    items[:] = [i for i in items if i.name != 'test_two']\n")
     if run == "last failed":  # test_two failed last time: --lf collects test_a.py only, and only that test
         tree.makepyfile(**{"tests/test_a": CHECK.format(name="one") + "def test_two():\n    assert False\n"})
         tree.runpytest("-p", "no:xdist")
@@ -132,6 +135,35 @@ def test_failing_tests_keep_their_baselines_in_the_accelerator_matrix(project: p
             result = project.runpytest("--ethosu-update", *matrix, *mode)
         result.assert_outcomes(failed=2)
         assert "deleted unused" not in result.stdout.str() and baselines(project) == before
+
+
+def test_one_accelerator_of_the_matrix_keeps_the_others(project: pytest.Pytester, mode: list[str]) -> None:
+    """One CI job per accelerator: a run of one accelerator of the option's matrix neither lists
+    nor deletes the other accelerators' baselines; a test removed from the file still is."""
+    project.makepyfile(test_m="""
+        def test_net(ethosu_perf):
+            ethosu_perf("models/base.tflite")
+
+        def test_gone(ethosu_perf):
+            ethosu_perf("models/base.tflite")
+    """)
+    project.runpytest("--ethosu-update", "--ethosu-accelerators=ethos-u55-64,ethos-u65-256",
+                      *mode).assert_outcomes(passed=4)
+    before = baselines(project)
+    assert len(before) == 4
+    project.makepyfile(test_m="""
+        def test_net(ethosu_perf):
+            ethosu_perf("models/base.tflite")
+    """)
+    gone = ["baselines/test_m/test_gone[ethos-u55-64]/default.json",
+            "baselines/test_m/test_gone[ethos-u65-256]/default.json"]
+    for one in ("ethos-u55-64", "ethos-u65-256"):
+        result = project.runpytest(f"--ethosu-accelerators={one}", *mode)
+        result.assert_outcomes(passed=1)
+        assert unused_lines(result) == gone
+    project.runpytest("--ethosu-update", "--ethosu-accelerators=ethos-u55-64", *mode).assert_outcomes(passed=1)
+    assert sorted(baselines(project)) == ["test_m/test_net[ethos-u55-64]/default.json",
+                                          "test_m/test_net[ethos-u65-256]/default.json"]
 
 
 def test_one_file_per_test_and_name(project: pytest.Pytester) -> None:
@@ -199,6 +231,39 @@ def test_a_baseline_where_0_1_kept_it_is_read_then_moved(project: pytest.Pyteste
     assert new.exists() and not old.exists() and not (root / "test_k" / "TestK").exists()
 
 
+def test_another_tests_0_1_file_at_this_tests_path_is_neither_used_nor_lost(project: pytest.Pytester,
+                                                                          mode: list[str]) -> None:
+    """0.1 kept ``test_k.py::TestB::test_c``'s baseline at ``test_k/TestB/test_c/``, which is now
+    the path of ``test_k/TestB.py::test_c``: that test neither compares with it nor overwrites it."""
+    project.makeini("[pytest]\npython_files = test_*.py Test*.py\n")
+    project.makepyfile(test_k="""
+        class TestB:
+            def test_c(self, ethosu_perf):
+                ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+    """)
+    project.runpytest("--ethosu-update", *mode).assert_outcomes(passed=1)
+    root = project.path / "baselines"
+    method, function = "test_k.py::TestB::test_c", "test_k/TestB.py::test_c"
+    new, old = baseline.baseline_path(root, method, "default"), baseline.legacy_path(root, method, "default")
+    assert old == baseline.baseline_path(root, function, "default")
+    old.parent.mkdir(parents=True)
+    shutil.move(new, old)
+    (project.path / "test_k").mkdir()
+    (project.path / "test_k" / "TestB.py").write_text(
+        "def test_c(ethosu_perf):\n    ethosu_perf('models/base.tflite', accelerator='ethos-u65-256')\n")
+    plain = project.runpytest(*mode)
+    plain.assert_outcomes(passed=1, failed=1)
+    plain.stdout.fnmatch_lines([f"*baseline baselines/test_k/TestB/test_c/default.json is {method}'s, kept there by "
+                                f"pytest-ethosu 0.1, and this path is now {function}'s. Run pytest --ethosu-update*"])
+    assert json.loads(old.read_text())["test"] == method
+    for _ in range(2):  # the first update moves the method's file; the function's is created then
+        if project.runpytest("--ethosu-update", *mode).ret == 0:
+            break
+    assert json.loads(new.read_text())["test"] == method
+    assert json.loads(old.read_text())["test"] == function
+    project.runpytest(*mode).assert_outcomes(passed=2)
+
+
 def test_baselines_are_written_only_for_tests_that_passed_in_full(project: pytest.Pytester, mode: list[str]) -> None:
     """A fixture that fails in teardown, a subtest that fails after the check: nothing
     written.  A check made in a fixture's teardown is recorded, and its create command
@@ -241,6 +306,36 @@ def test_baselines_are_written_only_for_tests_that_passed_in_full(project: pytes
     missing.stdout.fnmatch_lines(["*create it with: pytest --ethosu-update test_t.py::test_late*"])
     project.runpytest("--ethosu-update", "test_t.py::test_late", *mode).assert_outcomes(passed=1)
     project.runpytest("-k", "test_late", *mode).assert_outcomes(passed=1)
+
+
+def test_a_check_after_its_test_ended_is_refused(project: pytest.Pytester, mode: list[str]) -> None:
+    """A module fixture's teardown that calls a test's saved ethosu_perf: an ArgumentError that
+    says why, never a check that is silently not recorded or a create command that never converges."""
+    project.makepyfile(test_late="""
+        import pytest
+
+        saved = []
+
+        @pytest.fixture(scope="module")
+        def later():
+            yield
+            saved[0]("models/base.tflite", accelerator="ethos-u55-64", name="late")
+
+        def test_first(ethosu_perf, later):
+            saved.append(ethosu_perf)
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+
+        def test_second():
+            pass
+    """)
+    together = ["--dist", "loadfile"] if "-n" in mode else []  # one worker tears the module down after test_second
+    for update in (["--ethosu-update"], []):
+        result = project.runpytest(*update, *mode, *together)
+        result.assert_outcomes(passed=2, errors=1)
+        result.stdout.fnmatch_lines(["*ArgumentError: ethosu_perf of test_late.py::test_first was called after that "
+                                     "test ended*"])
+        assert "create it with" not in result.stdout.str()
+    assert sorted(baselines(project)) == ["test_late/test_first/default.json"]
 
 
 def test_a_rerun_keeps_the_last_attempt(project: pytest.Pytester, mode: list[str], tmp_path: Path) -> None:

@@ -34,6 +34,25 @@ def test_distinct_names_get_distinct_files(a: str, b: str) -> None:
         assert baseline.safe_component(a) != baseline.safe_component(b)
 
 
+@settings(max_examples=300, deadline=None)
+@given(ids)
+def test_a_hashed_name_is_never_a_kept_one(name: str) -> None:
+    """A name that is hashed never equals another name kept as it is: the hashed form itself,
+    given as a name, is hashed again (case-folded too, for case-insensitive filesystems)."""
+    for keep_case in (False, True):
+        part = baseline.safe_component(name, keep_case)
+        if part != name:
+            assert baseline.safe_component(part, keep_case) != part
+            assert baseline.safe_component(part.lower(), keep_case) != part.lower()
+
+
+@pytest.mark.parametrize("name", ["fast run", "aux", ".x", "x.json", "x" * 81, "A"])
+def test_names_like_a_hashed_form_get_their_own_file(name: str) -> None:
+    hashed = baseline.safe_component(name)
+    assert hashed != name
+    assert baseline.safe_component(hashed) != hashed
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=5))
 def test_document_text_is_stable(data: dict[str, object]) -> None:
