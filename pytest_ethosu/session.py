@@ -7,7 +7,7 @@ hooks that gather and report it:
   Vela's console output to failures, and after teardown writes the test's pending baselines if
   every phase passed (subtests included; under pytest-rerunfailures the last attempt counts);
 - the collection hooks (``pytest_ignore_collect``, ``pytest_make_collect_report``,
-  ``pytest_deselected``, ``pytest_collection_finish``) note what the run saw in full, so that
+  ``pytest_itemcollected``, ``pytest_collection_finish``) note what the run saw in full, so that
   ``unused.py`` judges only those baselines;
 - ``pytest_sessionfinish``: an xdist worker hands its records to the controller through
   ``workeroutput`` (workers never write session-level files); the controller deletes unused
@@ -162,9 +162,6 @@ class EthosuSession:
             (self.collection.broken if is_directory else self.collection.partial).add(where)
         return collected
 
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.collection.partial.update(item.nodeid.partition("::")[0] for item in items)
-
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         self._collected_items.add(item.nodeid)
 
@@ -177,7 +174,8 @@ class EthosuSession:
                 f"{f' and {len(forked) - 1} more' if len(forked) > 1 else ''}; its estimates would never reach "
                 "the baselines, summary or reports. Run it without forking; -n N (pytest-xdist) runs tests in parallel.")
         self.collection.collected.update(item.nodeid for item in session.items)
-        # items dropped without pytest_deselected (pytest-shard, a conftest's items[:] = ...)
+        # an item collected but not run was deselected (-k, -m, --deselect, --lf) or dropped without
+        # pytest_deselected (pytest-shard, a conftest's items[:] = ...): its file is partial either way
         dropped = self._collected_items - self.collection.collected
         self.collection.partial.update(nodeid.partition("::")[0] for nodeid in dropped)
         if self.settings.accelerators:  # the option's matrix: the run chose these tests' accelerators
