@@ -21,14 +21,14 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError
 from .files import write_atomic
 from .result import TOTAL_METRICS, EstimateResult
-from .vela import LAYER_NUMBERS, LAYER_TEXT
+from .vela import LAYER_NUMBERS, LAYER_TEXT, PLACEMENTS
 
 SCHEMA_VERSION = 1
 SUFFIX = ".json"
@@ -84,6 +84,27 @@ def test_directory(root: Path, nodeid: str) -> Path:
 def baseline_path(root: Path, nodeid: str, name: str) -> Path:
     """The one file for (test, estimate name): distinct pairs never share a file."""
     return test_directory(root, nodeid) / (safe_component(name) + SUFFIX)
+
+
+def check_place(path: Path, root: Path, relative: Callable[[Path], str]) -> None:
+    """A baseline is read and written only inside ``root``: a link under it that leads
+    elsewhere is refused, and a file where a directory of baselines belongs is named."""
+    inside = root.resolve()
+    places = [root]
+    for part in path.relative_to(root).parts:
+        places.append(places[-1] / part)
+    for place in places:
+        if place.is_symlink() and place != root:
+            target = place.resolve()
+            if target != inside and inside not in target.parents:
+                raise BaselineError(f"{relative(place)} is a link to {target}, outside the baseline directory "
+                                    f"{relative(root)}: pytest-ethosu reads and writes baselines only inside it. "
+                                    "Replace the link with the directory or file it points to.")
+        if place != path and place.exists() and not place.is_dir():
+            raise BaselineError(f"{relative(place)} is a file where pytest-ethosu keeps a directory of baselines "
+                                f"(for {relative(path)}). Move or delete it.")
+        if not place.exists():
+            return
 
 
 def _legacy_component(name: str) -> str:
@@ -183,38 +204,35 @@ def load(path: Path) -> dict[str, Any]:
                             f"understands ({SCHEMA_VERSION}). Upgrade pytest-ethosu.")
     if schema < 1:
         raise BaselineError(f"baseline {path} has unknown schema {schema}. {fix}")
-    missing = [key for key in ("estimator", "totals", "layers", "model") if key not in document]
+    missing = [key for key in ("test", "name", "estimator", "totals", "layers", "model") if key not in document]
     if missing or not isinstance(document["layers"], list) or not isinstance(document["totals"], dict):
         raise BaselineError(f"baseline {path} lacks {', '.join(missing) or 'a valid layer list'}. {fix}")
-    for key, kind, fields in (("estimator", dict, {"vela_version": str, "core": str, "target": dict}),
-                              ("model", dict, {"path": str, "sha256": str})):
-        value = document[key]
-        if not isinstance(value, kind):
-            raise BaselineError(f"baseline {path}: {key} is {value!r}, not an object. {fix}")
-        for field_name, field_kind in fields.items():
-            if field_name in value and not isinstance(value[field_name], field_kind):
-                raise BaselineError(f"baseline {path}: {key}.{field_name} is {value[field_name]!r}, not "
-                                    f"{'text' if field_kind is str else 'an object'}. {fix}")
     for key in ("test", "name"):
-        if key in document and not isinstance(document[key], str):
+        if not isinstance(document[key], str):
             raise BaselineError(f"baseline {path}: {key} is {document[key]!r}, not text. {fix}")
+    for key, fields in _OBJECTS.items():
+        _check_object(path, key, document[key], fields, fix)
+    _check_object(path, "estimator.target", document["estimator"]["target"], _TARGET, fix, required=False)
     unknown = [k for k in document["totals"] if k not in TOTAL_METRICS]
     if unknown:
         raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")
     for key in TOTAL_METRICS:
         if key not in document["totals"]:
             raise BaselineError(f"baseline {path} lacks totals.{key}. {fix}")
-        _check_number(path, f"totals.{key}", document["totals"][key], fix)
+        _check_number(path, f"totals.{key}", document["totals"][key], fix, whole=key in _COUNTS)
     for i, layer in enumerate(document["layers"]):
         if not isinstance(layer, dict):
             raise BaselineError(f"baseline {path}: layers[{i}] is not an object. {fix}")
         for key in LAYER_TEXT:
             if not isinstance(layer.get(key), str):
                 raise BaselineError(f"baseline {path}: layers[{i}].{key} is {layer.get(key)!r}, not text. {fix}")
+        if layer["placement"] not in PLACEMENTS:
+            raise BaselineError(f"baseline {path}: layers[{i}].placement is {layer['placement']!r}, not one of "
+                                f"{', '.join(PLACEMENTS)}. {fix}")
         for key in (*LAYER_NUMBERS, "index"):
             if key not in layer:
                 raise BaselineError(f"baseline {path} lacks layers[{i}].{key}. {fix}")
-            _check_number(path, f"layers[{i}].{key}", layer[key], fix)
+            _check_number(path, f"layers[{i}].{key}", layer[key], fix, whole=key in _COUNTS)
     checked: dict[str, Any] = document
     return checked
 
@@ -232,9 +250,51 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _check_number(path: Path, where: str, value: Any, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BaselineError(f"baseline {path}: {where} is {value!r}, not a finite number. {fix}")
+def _check_number(path: Path, where: str, value: Any, fix: str, whole: bool = False) -> None:
+    """Every figure Vela reports is a count or a share: finite, never negative; counts are whole."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise BaselineError(f"baseline {path}: {where} is {value!r}, not a finite number of zero or more. {fix}")
+    if whole and value != int(value):
+        raise BaselineError(f"baseline {path}: {where} is {value!r}, not a whole number. {fix}")
+
+
+#: what a value must be, by its key: the type(s) and how a message names them
+_Kind = tuple[tuple[type, ...], str]
+_TEXT: _Kind = ((str,), "text")
+_OBJECT: _Kind = ((dict,), "an object")
+_OBJECTS: dict[str, dict[str, _Kind]] = {
+    "estimator": {"vela_version": _TEXT, "core": _TEXT, "target": _OBJECT},
+    "model": {"path": _TEXT, "sha256": _TEXT},
+}
+_OPTIONAL_TEXT: _Kind = ((str, type(None)), "text or null")
+_TEXT_LIST: _Kind = ((list,), "a list of text")
+_TARGET: dict[str, _Kind] = {
+    "accelerator": _TEXT, "system_config": _OPTIONAL_TEXT, "memory_mode": _OPTIONAL_TEXT,
+    "core_clock": ((int, float, type(None)), "a number or null"), "config_files": _TEXT_LIST,
+    "vela_args": _TEXT_LIST,
+}
+_COUNTS = {"index", "cpu_ops", "npu_ops"}
+
+
+def _check_object(path: Path, key: str, value: Any, fields: dict[str, _Kind], fix: str,
+                  required: bool = True) -> None:
+    """``value`` is an object whose ``fields`` have their kinds; all of them, when ``required``
+    (a target keeps only the keys the plugin knew when the baseline was written)."""
+    if not isinstance(value, dict):
+        raise BaselineError(f"baseline {path}: {key} is {value!r}, not an object. {fix}")
+    for name, (types, shown) in fields.items():
+        if name not in value:
+            if required:
+                raise BaselineError(f"baseline {path} lacks {key}.{name}. {fix}")
+            continue
+        item = value[name]
+        wrong = isinstance(item, bool) or not isinstance(item, types)
+        if not wrong and isinstance(item, list):
+            wrong = not all(isinstance(entry, str) for entry in item)
+        if not wrong and isinstance(item, float):
+            wrong = not math.isfinite(item) or item <= 0
+        if wrong:
+            raise BaselineError(f"baseline {path}: {key}.{name} is {item!r}, not {shown}. {fix}")
 
 
 def write(path: Path, document: dict[str, Any]) -> bool:

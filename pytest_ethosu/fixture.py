@@ -147,13 +147,19 @@ class EthosuPerf:
         return result
 
     def _estimate(self, model: ModelArg | Any, target: Target,
-                  pytorch: tuple[Any, Any, bool] | None = None) -> EstimateResult:
+                  pytorch: tuple[Any, Any, bool] | None = None, check: bool = False) -> EstimateResult:
+        """Vela's estimate with the advice on it; for a check (``check``), a precompiled model is
+        refused before its warning, so ``-W error`` still names the real problem."""
         __tracebackhide__ = True
         session = self._session
         if pytorch is not None:
             result = session.estimator.estimate_pytorch(model, *pytorch, target, self._state.logs)
         else:
             result = session.estimator.estimate(model, target, self._state.logs)
+        if check and result.precompiled:
+            raise ModelError(f"{result.model} was already compiled by Vela: its work sits in one 'ethos-u' "
+                             "operator that Vela cannot estimate, so a baseline would record 0 cycles. Check "
+                             "the model from before Vela (the converter's .tflite).")
         for text in result.warnings:
             warnings.warn(EthosuWarning(escape.terminal_lines(text)), stacklevel=3)  # the line in the test
         if session.settings.advise:
@@ -185,13 +191,10 @@ class EthosuPerf:
             raise ArgumentError(str(exc)) from None
         resolved = self.target(**target)
         self._names.add(name)
-        result = self._estimate(model, resolved, pytorch)
-        if result.precompiled:
-            raise ModelError(f"{result.model} was already compiled by Vela: its work sits in one 'ethos-u' "
-                             "operator that Vela cannot estimate, so a baseline would record 0 cycles. Check "
-                             "the model from before Vela (the converter's .tflite).")
+        result = self._estimate(model, resolved, pytorch, check=True)
         root = session.settings.baseline_root
         path = baseline.baseline_path(root, nodeid, name)
+        baseline.check_place(path, root, session.relative)
         legacy = None if path.exists() else baseline.legacy_for(root, nodeid, name)
         session.produced.update(str(p) for p in (path, legacy) if p is not None)
         read = legacy or path

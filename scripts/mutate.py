@@ -228,6 +228,21 @@ MUTATIONS = (
     Mutation("late-check-lost", "a check after its test ended is refused, never silently unrecorded",
              "pytest_ethosu/fixture.py", "        if self._state.finished:", "        if False:",
              ("tests/test_scope.py::test_a_check_after_its_test_ended_is_refused",)),
+    Mutation("baseline-target-unchecked", "a baseline's target of the wrong types is refused, naming the file",
+             "pytest_ethosu/baseline.py",
+             '    _check_object(path, "estimator.target", document["estimator"]["target"], _TARGET, fix, required=False)\n',
+             "", ("tests/test_units.py::test_a_malformed_baseline_is_refused_naming_the_file",
+                  "tests/test_gate.py::test_corrupt_baseline_is_reported_and_kept")),
+    Mutation("baseline-negative-figures", "a baseline's negative figures are refused, naming the file",
+             "pytest_ethosu/baseline.py", " or not math.isfinite(value) or value < 0:", " or not math.isfinite(value):",
+             ("tests/test_units.py::test_a_malformed_baseline_is_refused_naming_the_file",
+              "tests/test_gate.py::test_corrupt_baseline_is_reported_and_kept")),
+    Mutation("baseline-through-link", "baselines are read and written only inside the baseline directory",
+             "pytest_ethosu/fixture.py", "        baseline.check_place(path, root, session.relative)\n", "",
+             ("tests/test_gate.py::test_baselines_stay_inside_the_baseline_directory",)),
+    Mutation("precompiled-warning-first", "under -W error a precompiled model still fails as a ModelError",
+             "pytest_ethosu/fixture.py", "        if check and result.precompiled:", "        if False:",
+             ("tests/test_first_week.py::test_a_precompiled_model_is_refused_by_a_check",)),
 )
 
 

@@ -108,6 +108,9 @@ def test_a_precompiled_model_is_refused_by_a_check(project: pytest.Pytester) -> 
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["ModelError: models/base_vela.tflite was already compiled by Vela*"])
     assert not (project.path / "baselines").exists()
+    strict = run(project, "--ethosu-update", "-W", "error::pytest_ethosu.EthosuWarning", "-k", "test_check")
+    strict.assert_outcomes(failed=1)  # the warning, an error here, does not hide the real problem
+    strict.stdout.fnmatch_lines(["ModelError: models/base_vela.tflite was already compiled by Vela*"])
 
 
 def test_worst_changes_agree_and_the_status_names_the_metric(make_repo: Callable[[str], pytest.Pytester]) -> None:

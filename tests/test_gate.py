@@ -12,6 +12,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,16 +183,48 @@ def test_unused_baselines_reported_then_deleted_for_selected_tests(repo: pytest.
     assert not stale.exists() and other.exists()  # test_net was not selected: its file stays
 
 
-def test_corrupt_baseline_is_reported_and_kept(repo: pytest.Pytester) -> None:
+@pytest.mark.parametrize(("corrupt", "says"), [
+    (lambda doc: '{"schema": 1, "layers": [', " is not valid JSON (line 1, column *"),
+    (lambda doc: json.dumps({**doc, "totals": {**doc["totals"], "total_cycles": -5}}),
+     ": totals.total_cycles is -5, not a finite number of zero or more.*"),
+    (lambda doc: json.dumps({**doc, "estimator": {**doc["estimator"], "target": {"accelerator": 5}}}),
+     ": estimator.target.accelerator is 5, not text.*"),
+], ids=["json", "negative", "types"])
+def test_corrupt_baseline_is_reported_and_kept(repo: pytest.Pytester, corrupt: Any, says: str) -> None:
     mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
-    net_baseline(repo).write_text('{"schema": 1, "layers": [')
+    text = corrupt(json.loads(net_baseline(repo).read_text()))
+    net_baseline(repo).write_text(text)
     for args in ([], ["--ethosu-update"]):
         result = repo.runpytest("-k", "test_net", *args, *mode)
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["BaselineError: baseline */baselines/test_models/test_net/default.json "
-                                     "is not valid JSON (line 1, column *"])
-        assert net_baseline(repo).read_text() == '{"schema": 1, "layers": ['
+        result.stdout.fnmatch_lines(["BaselineError: baseline */baselines/test_models/test_net/default.json" + says])
+        assert net_baseline(repo).read_text() == text
+
+
+def test_baselines_stay_inside_the_baseline_directory(repo: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+                                                      ) -> None:
+    """A link under baselines/ that leads outside is neither read nor written through, and a file
+    where a directory of baselines belongs is named as such."""
+    mode = MODES["serial"]
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "test_net").mkdir()
+    (repo.path / "baselines").mkdir()
+    (repo.path / "baselines" / "test_models").symlink_to(outside, target_is_directory=True)
+    for args in ([], ["--ethosu-update"]):
+        result = repo.runpytest("-k", "test_net", *args, *mode)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"BaselineError: baselines/test_models is a link to {outside}, outside the "
+                                     "baseline directory baselines: *"])
+        assert [p.name for p in outside.rglob("*")] == ["test_net"]
+    (repo.path / "baselines" / "test_models").unlink()
+    (repo.path / "baselines" / "test_models").write_text("notes\n")
+    result = repo.runpytest("-k", "test_net", "--ethosu-update", *mode)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["BaselineError: baselines/test_models is a file where pytest-ethosu keeps a "
+                                 "directory of baselines (for baselines/test_models/test_net/default.json). "
+                                 "Move or delete it."])
+    assert (repo.path / "baselines" / "test_models").read_text() == "notes\n"
 
 
 def test_newer_schema_refused(repo: pytest.Pytester) -> None:

@@ -308,6 +308,35 @@ def test_baselines_are_written_only_for_tests_that_passed_in_full(project: pytes
     project.runpytest("-k", "test_late", *mode).assert_outcomes(passed=1)
 
 
+def test_a_module_fixtures_teardown_error_is_charged_as_pytest_charges_it(project: pytest.Pytester) -> None:
+    """pytest charges a module fixture's teardown error to the module's last test: that test's
+    baseline is not written; the test that used the fixture passed, and its baseline is.  Under
+    pytest-rerunfailures the last test's rerun passes, and only then is its baseline written."""
+    project.makepyfile(test_mod="""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def resource():
+            yield
+            raise RuntimeError("module teardown fails")
+
+        def test_user(ethosu_perf, resource):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+
+        def test_last(ethosu_perf):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+    """)
+    result = project.runpytest("--ethosu-update", "-p", "no:xdist", "-rA")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["ERROR test_mod.py::test_last - RuntimeError: module teardown fails"])
+    assert sorted(baselines(project)) == ["test_mod/test_user/default.json"]
+    assert "ethosu baselines: 1 created, 0 updated, 0 unchanged, 0 deleted" in result.stdout.str()
+    rerun = project.runpytest("--ethosu-update", "-p", "no:xdist", "--reruns=1")
+    outcomes = rerun.parseoutcomes()
+    assert outcomes.get("rerun") == 1 and "errors" not in outcomes and "failed" not in outcomes, outcomes
+    assert sorted(baselines(project)) == ["test_mod/test_last/default.json", "test_mod/test_user/default.json"]
+
+
 def test_a_check_after_its_test_ended_is_refused(project: pytest.Pytester, mode: list[str]) -> None:
     """A module fixture's teardown that calls a test's saved ethosu_perf: an ArgumentError that
     says why, never a check that is silently not recorded or a create command that never converges."""

@@ -92,7 +92,11 @@ document = st.fixed_dictionaries({
     "model": st.fixed_dictionaries({"path": st.text(max_size=30), "sha256": st.text("0123456789abcdef", min_size=64,
                                                                                   max_size=64)}),
     "estimator": st.fixed_dictionaries({"vela_version": st.text(max_size=8), "core": st.sampled_from(["regor", "legacy"]),
-                                        "target": st.dictionaries(st.text(max_size=10), st.text(max_size=10))}),
+                                        "target": st.fixed_dictionaries({
+                                            "accelerator": st.text(max_size=16), "system_config": st.none() | st.text(),
+                                            "memory_mode": st.none() | st.text(), "config_files": st.lists(st.text()),
+                                            "core_clock": st.none() | st.integers(1, 10**10),
+                                            "vela_args": st.lists(st.text(max_size=20))})}),
     "totals": st.fixed_dictionaries({name: st.integers(0, 100) if name.endswith("_ops") else numbers
                                      for name in TOTAL_METRICS}),
     "layers": st.lists(layer, max_size=5)})
@@ -111,6 +115,12 @@ def test_baseline_round_trip(doc: dict[str, object]) -> None:
         assert [p.name for p in path.parent.iterdir()] == ["b.json"]
 
 
+_LAYER = json.dumps({"index": 0, "name": "l", "op": "Conv2D", "npu_op": "Conv2D", "placement": "NPU", "cycles": 9,
+                     **dict.fromkeys(["npu_cycles", "sram_access_cycles", "dram_access_cycles", "macs",
+                                      "on_chip_flash_access_cycles", "off_chip_flash_access_cycles",
+                                      "mac_utilization", "staging_usage"], 1)})
+
+
 def _valid_baseline() -> dict[str, object]:
     return {"schema": 1, "test": "t.py::test_a", "name": "default",
             "model": {"path": "m.tflite", "sha256": "0" * 64},
@@ -127,6 +137,26 @@ def _valid_baseline() -> dict[str, object]:
     (lambda text: text.replace('"vela_version": "5.2.0"', '"vela_version": "5.2.0", "vela_version": "5.1.0"'),
      "has the key 'vela_version' twice"),
     (lambda text: text.replace('"test": "t.py::test_a"', '"test": 3'), "test is 3, not text"),
+    (lambda text: text.replace('"test": "t.py::test_a", ', ''), "lacks test"),
+    (lambda text: text.replace('"sha256": "' + "0" * 64 + '"', '"sha": 1'), "lacks model.sha256"),
+    (lambda text: text.replace('"core": "regor", "target": {}', '"target": {}'), "lacks estimator.core"),
+    (lambda text: text.replace('"estimator": {"vela_version": "5.2.0", "core": "regor", "target": {}}',
+                               '"estimator": {}'), "lacks estimator.vela_version"),
+    (lambda text: text.replace('"target": {}', '"target": {"accelerator": 5}'), "estimator.target.accelerator is 5"),
+    (lambda text: text.replace('"target": {}', '"target": {"config_files": "Arm/vela.ini"}'),
+     "estimator.target.config_files is 'Arm/vela.ini', not a list of text"),
+    (lambda text: text.replace('"target": {}', '"target": {"vela_args": [3]}'), "vela_args is [3], not a list"),
+    (lambda text: text.replace('"target": {}', '"target": {"core_clock": "fast"}'),
+     "estimator.target.core_clock is 'fast', not a number or null"),
+    (lambda text: text.replace('"target": {}', '"target": {"memory_mode": false}'), "memory_mode is False, not text"),
+    (lambda text: text.replace('"total_cycles": 0', '"total_cycles": -1'), "totals.total_cycles is -1, not a finite"),
+    (lambda text: text.replace('"cpu_ops": 0', '"cpu_ops": 0.5'), "totals.cpu_ops is 0.5, not a whole number"),
+    (lambda text: text.replace('"layers": []', '"layers": [' + _LAYER.replace('"NPU"', '"GPU"') + ']'),
+     "layers[0].placement is 'GPU', not one of NPU, CPU"),
+    (lambda text: text.replace('"layers": []', '"layers": [' + _LAYER.replace('"index": 0', '"index": 1.5') + ']'),
+     "layers[0].index is 1.5, not a whole number"),
+    (lambda text: text.replace('"layers": []', '"layers": [' + _LAYER.replace('"cycles": 9', '"cycles": -9') + ']'),
+     "layers[0].cycles is -9, not a finite number of zero or more"),
 ])
 def test_a_malformed_baseline_is_refused_naming_the_file(tmp_path: Path, edit: object, says: str) -> None:
     path = tmp_path / "b.json"
@@ -140,6 +170,9 @@ def test_a_malformed_baseline_is_refused_naming_the_file(tmp_path: Path, edit: o
     assert "pytest --ethosu-update" in str(raised.value)
     path.write_text(text)
     assert baseline.load(path) == _valid_baseline()
+    with_layer = text.replace('"layers": []', '"layers": [' + _LAYER + ']')
+    path.write_text(with_layer)
+    assert baseline.load(path)["layers"] == [json.loads(_LAYER)]
 
 
 def test_advice_lines_cut_memory_bound_unless_full() -> None:

@@ -48,6 +48,8 @@ LAYER_NUMBERS = (
     "mac_utilization",
 )
 LAYER_TEXT = ("op", "npu_op", "placement", "name")
+#: where Vela runs a layer (its per-layer report's "Target")
+PLACEMENTS = ("NPU", "CPU")
 
 #: Vela's headings of its per-layer report, for tables people compare with ``vela
 #: --verbose-performance``: plugin field -> heading ("share" is the layer's percent of the cycles).

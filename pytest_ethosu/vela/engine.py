@@ -31,6 +31,7 @@ from typing import IO, Any
 from . import (
     LAYER_TEXT,
     MODEL_FORMATS,
+    PLACEMENTS,
     CpuReason,
     Job,
     ModelFacts,
@@ -225,6 +226,9 @@ def read_per_layer_csv(path: Path, names: frozenset[str] = frozenset()) -> tuple
             if key is not None:
                 row[key] = value if key in LAYER_TEXT else _field_number(value, fields)
         row.setdefault("placement", "NPU")  # the legacy core only reports NPU subgraphs
+        if row["placement"] not in PLACEMENTS:
+            raise AdapterError(f"Vela {vela_version()} placed a layer on {row['placement'][:40]!r}; this plugin "
+                               f"knows {' and '.join(PLACEMENTS)}: {','.join(fields)[:200]!r}")
         if row["op"] == "N/A" and row["npu_op"]:
             row["op"] = row["npu_op"].removesuffix("Bias")
         rows.append(row)
