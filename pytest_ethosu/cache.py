@@ -48,6 +48,19 @@ def plugin_version() -> str:
         return "unknown"
 
 
+def code_digest(package: Path) -> str:
+    """A digest of every Python source file of ``package`` (this plugin's, by default), by
+    relative path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
 def is_cache_dir(path: Path) -> bool:
     """True when ``path`` is a directory this plugin made for its cache (it holds the tag)."""
     tag = path / TAG_NAME
@@ -91,7 +104,8 @@ class EstimateCache:
         self.hits = 0
         self.invalid = 0
         self.broken: str | None = None  # why the cache cannot be written, once it failed
-        self._identity = {"format": FORMAT, "vela": vela_version(), "plugin": plugin_version()}
+        self._identity = {"format": FORMAT, "vela": vela_version(), "plugin": plugin_version(),
+                          "code": code_digest(_PACKAGE)}
 
     def key(self, model_sha256: str, target: Target, ini_sha256: str) -> str:
         """The entry's name: ``ini_sha256`` digests the ``.ini`` content Vela reads

@@ -243,6 +243,9 @@ MUTATIONS = (
     Mutation("precompiled-warning-first", "under -W error a precompiled model still fails as a ModelError",
              "pytest_ethosu/fixture.py", "        if check and result.precompiled:", "        if False:",
              ("tests/test_first_week.py::test_a_precompiled_model_is_refused_by_a_check",)),
+    Mutation("cache-ignores-code", "a changed advice rule or parser never reads an entry an older one wrote",
+             "pytest_ethosu/cache.py", '                          "code": code_digest(_PACKAGE)}', "}",
+             ("tests/test_cache.py::test_key_covers_the_plugin_and_vela_versions",)),
 )
 
 

@@ -184,6 +184,27 @@ def test_key_covers_the_plugin_and_vela_versions(tmp_path: Path, monkeypatch: py
     monkeypatch.undo()
     monkeypatch.setattr(cache_module, "FORMAT", FORMAT + 1)
     assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module, "code_digest", lambda package: "0" * 64)
+    assert EstimateCache(tmp_path / "c").key("0" * 64, target, "1" * 64) != key
+
+
+def test_the_key_covers_the_plugins_code(tmp_path: Path) -> None:
+    """A changed advice rule or parser at the same version number never reads an older entry."""
+    import shutil
+
+    import pytest_ethosu.cache as cache_module
+
+    package = Path(cache_module.__file__).resolve().parent
+    copy = Path(shutil.copytree(package, tmp_path / "pkg", ignore=shutil.ignore_patterns("__pycache__")))
+    before = cache_module.code_digest(copy)
+    assert before == cache_module.code_digest(package)
+    for name in ("advisor.py", "vela/engine.py"):
+        original = (copy / name).read_text()
+        (copy / name).write_text(original + "# one rule changed\n")
+        assert cache_module.code_digest(copy) != before, name
+        (copy / name).write_text(original)
+    assert cache_module.code_digest(copy) == before
 
 
 def test_unwritable_cache_warns_once_and_the_session_goes_on(project: pytest.Pytester) -> None:
