@@ -166,7 +166,10 @@ def estimator_identity(result: EstimateResult) -> dict[str, Any]:
     """What produced an estimate; a change here means the numbers may move on their own."""
     target = {k: result.target[k] for k in ("accelerator", "system_config", "memory_mode",
                                              "core_clock", "config_files", "vela_args")}
-    return {"vela_version": result.vela_version, "core": result.core, "target": target}
+    identity: dict[str, Any] = {"vela_version": result.vela_version, "core": result.core, "target": target}
+    if result.frameworks:  # a PyTorch model: the releases that lowered it to TOSA
+        identity["frameworks"] = dict(result.frameworks)
+    return identity
 
 
 def dumps(document: dict[str, Any]) -> str:
@@ -213,6 +216,9 @@ def load(path: Path) -> dict[str, Any]:
     for key, fields in _OBJECTS.items():
         _check_object(path, key, document[key], fields, fix)
     _check_object(path, "estimator.target", document["estimator"]["target"], _TARGET, fix, required=False)
+    frameworks = document["estimator"].get("frameworks", {})
+    _check_object(path, "estimator.frameworks", frameworks,
+                  {name: _TEXT for name in frameworks} if isinstance(frameworks, dict) else {}, fix)
     unknown = [k for k in document["totals"] if k not in TOTAL_METRICS]
     if unknown:
         raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")

@@ -323,6 +323,12 @@ def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any
     if old_c != new_c:
         notes.append(f"baseline made with the {old_c} core, now the {new_c} core; the cores "
                      "estimate differently")
+    old_f, new_f = baseline_estimator.get("frameworks", {}), now_estimator.get("frameworks", {})
+    for name in sorted(set(old_f) | set(new_f)):
+        if old_f.get(name) != new_f.get(name):
+            made = f"{name} {old_f[name]}" if name in old_f else f"no recorded {name} release"
+            notes.append(f"baseline made with {made}, now {new_f.get(name, 'none')}; lowering a PyTorch model "
+                         "changes between releases")
     old_t, new_t = baseline_estimator.get("target", {}), now_estimator.get("target", {})
     for key in sorted(set(old_t) | set(new_t)):
         if old_t.get(key) != new_t.get(key):

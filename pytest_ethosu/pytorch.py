@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 EXTRA = 'pip install "pytest-ethosu[pytorch]"'
 PINS = "torch==2.13.0, executorch==1.5.1, tosa-tools==2026.5.0, ml_dtypes==0.5.1"
-FORMAT = 1  # the lowering cache entry's layout
+FORMAT = 2  # the lowering cache entry's layout (2: with the program's own digest)
 LAYOUT_SHARE = 5.0  # percent of the network's cycles from which layout transposes get a finding
 
 _QDQ = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
@@ -97,14 +97,16 @@ class Partition:
 @dataclass(frozen=True)
 class Lowered:
     display: str
-    key: str
+    key: str  # the lowering's: the program, calibration, target and releases (the cache's business)
+    program: str  # the exported program's own digest (``program_key``): the model's identity
     profile: str  # the TOSA profile, e.g. TOSA-1.0+INT+int16+int4+u55
     partitions: tuple[Partition, ...]
     cpu_ops: tuple[CpuOp, ...]
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "key": self.key, "profile": self.profile, "seconds": self.seconds,
+        return {"format": FORMAT, "key": self.key, "program": self.program, "profile": self.profile,
+                "seconds": self.seconds,
                 "partitions": [{"tosa": base64.b64encode(p.tosa).decode(),
                                 "origins": {k: [o.module, o.source, o.layout] for k, o in p.origins.items()}}
                                for p in self.partitions],
@@ -121,7 +123,7 @@ class Lowered:
                           for p in data["partitions"])
             cpu = tuple(CpuOp(str(c["name"]), str(c["target"]), str(c["reason"]), str(c["module"]),
                               str(c["source"]), int(c["after"])) for c in data["cpu_ops"])
-            return cls(display, key, str(data["profile"]), parts, cpu, float(data["seconds"]))
+            return cls(display, key, str(data["program"]), str(data["profile"]), parts, cpu, float(data["seconds"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed lowering ({exc})") from None
 
@@ -424,7 +426,7 @@ def _module(stack: Any, root: str) -> str:
     return str(path) or root
 
 
-def lower(program: Any, spec: Any, rootdir: Path, display: str, key: str, root: str) -> Lowered:
+def lower(program: Any, spec: Any, rootdir: Path, display: str, key: str, identity: str, root: str) -> Lowered:
     """Lower a quantised program for the spec's TOSA profile: partitions and CPU operators."""
     from executorch.exir import to_edge_transform_and_lower
     from executorch.exir.lowered_backend_module import get_lowered_submodules
@@ -477,7 +479,7 @@ def lower(program: Any, spec: Any, rootdir: Path, display: str, key: str, root: 
     if not partitions:
         raise ModelError(f"{display}: ExecuTorch delegated nothing to the NPU for {spec.tosa_spec}: "
                          + "; ".join(f"{c.target}: {c.reason}" for c in cpu[:5]))
-    return Lowered(display, key, str(spec.tosa_spec), tuple(partitions), tuple(cpu),
+    return Lowered(display, key, identity, str(spec.tosa_spec), tuple(partitions), tuple(cpu),
                    time.perf_counter() - started)
 
 
@@ -514,7 +516,8 @@ class Lowerer:
         program, inputs, display = load_program(model, example_inputs, self.rootdir)
         batches = _calibration(calibration, inputs)
         spec = compile_spec(target)
-        key = lowering_key(program_key(program), batches, quantize, str(spec.tosa_spec), target)
+        identity = program_key(program)
+        key = lowering_key(identity, batches, quantize, str(spec.tosa_spec), target)
         if key in self.memo:
             return dataclasses.replace(self.memo[key], display=display)
         cached = self.get(key) if self.get is not None else None
@@ -535,7 +538,7 @@ class Lowerer:
         except Exception as exc:
             raise ModelError(f"{display}: quantisation with EthosUQuantizer failed ({type(exc).__name__}: {exc}). "
                              "Pass quantize=False for a program that is already quantised.") from None
-        lowered = lower(quantised, spec, self.rootdir, display, key, _root_class(program))
+        lowered = lower(quantised, spec, self.rootdir, display, key, identity, _root_class(program))
         lowered = dataclasses.replace(lowered, seconds=time.perf_counter() - started)
         self.runs += 1
         self.seconds += lowered.seconds
@@ -602,12 +605,12 @@ def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> 
             ("total_cycles", "npu_cycles", "sram_access_cycles", "dram_access_cycles", "on_chip_flash_access_cycles",
              "off_chip_flash_access_cycles", "macs", "inference_time", "npu_ops")}
     merged = dataclasses.replace(
-        first, model=lowered.display, model_sha256=lowered.key, layers=tuple(layers), **sums,
+        first, model=lowered.display, model_sha256=lowered.program, layers=tuple(layers), **sums,
         cpu_ops=len(lowered.cpu_ops), cpu_operators=tuple(c.target for c in lowered.cpu_ops),
         sram_used=max(r.sram_used for r in results), dram_used=max(r.dram_used for r in results),
         warnings=tuple(w for r in results for w in r.warnings),
         target={**first.target, "tosa_profile": lowered.profile, "partitions": len(results)},
-        findings=())
+        frameworks=versions(), findings=())
     if advise:
         from . import advisor
 

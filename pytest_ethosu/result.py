@@ -131,6 +131,9 @@ class EstimateResult:
     warnings: tuple[str, ...] = field(default=())
     findings: tuple[Finding, ...] = field(default=())
     precompiled: bool = False  # the input was already compiled by Vela: no NPU work to estimate
+    #: the releases that lowered a PyTorch model before Vela (torch, executorch, tosa-tools);
+    #: empty for a model file, which Vela reads as it is
+    frameworks: dict[str, str] = field(default_factory=dict)
     #: where the figures came from this time: "vela", "cache", or "memo" (an earlier estimate
     #: of this session); not part of the result's value
     source: str = field(default="vela", compare=False)

@@ -246,6 +246,12 @@ MUTATIONS = (
     Mutation("cache-ignores-code", "a changed advice rule or parser never reads an entry an older one wrote",
              "pytest_ethosu/cache.py", '                          "code": code_digest(_PACKAGE)}', "}",
              ("tests/test_cache.py::test_key_covers_the_plugin_and_vela_versions",)),
+    Mutation("pytorch-identity-is-lowering-key", "a PyTorch model's identity is its exported program, not the lowering",
+             "pytest_ethosu/pytorch.py", "model_sha256=lowered.program,", "model_sha256=lowered.key,",
+             ("tests/test_pytorch.py::test_xdist_pt2_calibration_and_prequantised",)),
+    Mutation("frameworks-not-drift", "another ExecuTorch release is drift that names it",
+             "pytest_ethosu/compare.py", "        if old_f.get(name) != new_f.get(name):", "        if False:",
+             ("tests/test_units.py::test_a_framework_release_change_is_drift_that_names_it",)),
 )
 
 

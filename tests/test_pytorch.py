@@ -9,6 +9,7 @@ silently disappear from CI.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -139,6 +140,12 @@ def test_xdist_pt2_calibration_and_prequantised(project: pytest.Pytester) -> Non
             batches = [(torch.randn(1, 3, 16, 16),) for _ in range(3)]
             result = ethosu_perf(module, inputs, calibration=batches, {U65})
             assert result.target["partitions"] == 1
+            # the model's identity is the exported program's, whatever the target and releases
+            from pytest_ethosu import pytorch
+            other = ethosu_perf.estimate(module, inputs, accelerator="ethos-u55-128")
+            assert other.model_sha256 == result.model_sha256
+            assert result.model_sha256 == pytorch.program_key(torch.export.export(module, inputs))
+            assert result.frameworks == pytorch.versions() and result.frameworks["executorch"][0].isdigit()
 
         def test_prequantised(ethosu_perf):
             from executorch.backends.arm.ethosu import EthosUCompileSpec
@@ -156,10 +163,12 @@ def test_xdist_pt2_calibration_and_prequantised(project: pytest.Pytester) -> Non
     ''')
     first = project.runpytest("-n", "2", "--ethosu-update")
     first.assert_outcomes(passed=3)
+    stored = json.loads((project.path / "baselines" / "test_forms" / "test_calibration" / "default.json").read_text())
+    assert stored["estimator"]["frameworks"] == pytorch.versions()
     second = project.runpytest("-n", "2")
     second.assert_outcomes(passed=3)
     second.stdout.fnmatch_lines(["*Vela ran 0 time(s), * answered from the cache*",
-                                 "*ExecuTorch lowered 0 PyTorch program(s) to TOSA, 3 answered from the cache*"])
+                                 "*ExecuTorch lowered 0 PyTorch program(s) to TOSA, 4 answered from the cache*"])
 
 
 def test_without_the_extra_one_test_fails_naming_it(project: pytest.Pytester) -> None:

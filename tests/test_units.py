@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_ethosu import BaselineError, baseline
-from pytest_ethosu.compare import match_layers
+from pytest_ethosu.compare import drift, match_layers
 from pytest_ethosu.result import TOTAL_METRICS
 
 ids = st.text(min_size=1, max_size=300)
@@ -199,3 +199,20 @@ def test_every_subpackage_is_shipped() -> None:
     shipped = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "pytest_ethosu").rglob("__init__.py")}
     assert found <= shipped
+
+
+def test_a_framework_release_change_is_drift_that_names_it() -> None:
+    """A PyTorch baseline records the releases that lowered the model; another one is drift."""
+    def estimator(frameworks: dict[str, str] | None) -> dict[str, object]:
+        made: dict[str, object] = {"vela_version": "5.2.0", "core": "regor", "target": {}}
+        return made if frameworks is None else {**made, "frameworks": frameworks}
+
+    then = estimator({"executorch": "1.5.0", "torch": "2.13.0", "tosa-tools": "1.0.0"})
+    now = estimator({"executorch": "1.5.1", "torch": "2.13.0", "tosa-tools": "1.0.0"})
+    assert drift(then, then) == [] and drift(estimator(None), estimator(None)) == []
+    assert drift(then, now) == ["baseline made with executorch 1.5.0, now 1.5.1; lowering a PyTorch model changes "
+                                "between releases"]
+    assert [note.split(";")[0] for note in drift(estimator(None), now)] == [
+        "baseline made with no recorded executorch release, now 1.5.1",
+        "baseline made with no recorded torch release, now 2.13.0",
+        "baseline made with no recorded tosa-tools release, now 1.0.0"]
