@@ -4,7 +4,7 @@ One check, from the call to the record: ``EthosuPerf.__call__`` checks its argum
 Vela runs), resolves the target (``target.py``), asks the session's ``Estimator``
 (``estimator.py``), builds the baseline document (``baseline.py``), lets the gate decide
 (``gate.py``, which compares with ``compare.py``), and keeps a ``Pending`` outcome with its
-record (``report.py``) on the item.  A failing verdict raises ``CheckFailed`` with the message
+record (``report.py``) on the item (``check.py``).  A failing verdict raises ``CheckFailed`` with the message
 from ``report.py``.  The session (``session.py``) writes pending baselines once the test has
 passed and prints the records at the end.
 """
@@ -15,13 +15,13 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import baseline, escape, report
+from .check import ItemState, Pending, item_state_key
 from .compare import Tolerances
 from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
@@ -33,28 +33,6 @@ from .target import Target, resolve
 if TYPE_CHECKING:
     from .session import EthosuSession
 
-
-
-@dataclass
-class Pending:
-    """A check's outcome, kept on the item until the test's result is known."""
-
-    name: str  # "" for a plain estimate()
-    path: Path | None  # the baseline file of a check
-    document: dict[str, Any] | None
-    record: report.Record
-    verdict: Verdict
-    legacy: Path | None = None  # the baseline was read where pytest-ethosu 0.1 kept it; a write moves it
-
-
-@dataclass
-class ItemState:
-    pending: list[Pending] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)
-    finished: bool = False  # the test's report is made: its checks are recorded, no more can be
-
-
-item_state_key = pytest.StashKey[ItemState]()
 
 
 def _unknown(kind: str, given: Mapping[str, Any], valid: tuple[str, ...]) -> None:
@@ -231,5 +209,4 @@ class EthosuPerf:
         location = (item.location[0], (item.location[1] or 0) + 1)
         record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
                                     shown, self._session.wants_detail(verdict.status))
-        self._state.pending.append(Pending(name, path, document, record, verdict, legacy))
-        self._session.config.hook.pytest_ethosu_result(item=item, name=name, result=result, record=record)
+        self._state.pending.append(Pending(name, path, document, record, verdict, result, legacy))

@@ -20,10 +20,12 @@ def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
     """Called for every estimate: checks (``ethosu_perf(...)``, ``name`` as given) and plain
     ``ethosu_perf.estimate(...)`` calls (``name`` is "").
 
-    ``record`` is the estimate's summary data in plain JSON types; ``record["status"]`` is
-    final only after the test ends.  Values a hook adds to ``record`` travel with it (also from
-    xdist workers) and reach ``pytest_ethosu_summary_row``.  Use it to push figures to a
-    dashboard::
+    Called once per estimate, after its test has ended, teardown included: ``record`` is the
+    estimate's summary in plain JSON types, with its final status (``record["status"]``:
+    ``created``, ``regressed``, ``unwritten``, ...).  Keys a hook adds to ``record`` travel with
+    it (also from xdist workers), reach ``pytest_ethosu_summary_row`` and the JSON report's
+    ``extra``; changes to the plugin's own keys are not kept.  An exception in the hook fails the
+    test's teardown.  Use it to push figures to a dashboard::
 
         # conftest.py
         def pytest_ethosu_result(item, name, result, record):

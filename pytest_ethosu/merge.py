@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .compare import Change, Comparison, worst_first
+from .record import Record
 from .result import TOTAL_METRICS, Finding, Layer
 
 SCHEMA = report.JSON_SCHEMA
@@ -201,66 +201,21 @@ def dumps(document: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The summary of merged entries.  Records are rebuilt from JSON report entries and handed to the
-# code that prints the terminal summary (``report.summary_lines``), so a merged summary is the
-# unsplit session's.
-
-DETAIL_KEYS = ("target", "estimator", "totals", "layers", "comparison")
-
-
-def entry_record(entry: Mapping[str, Any]) -> report.Record:
-    """The record ``report.make_record`` made for this estimate, rebuilt from its JSON report
-    entry, with the keys that ``pytest_ethosu_result`` hooks added (the entry's ``extra``).
-
-    The JSON report does not hold the test's line, so ``line`` is 0 (``file`` is the node id's).
-    """
-    totals = entry["totals"]
-    comparison = entry.get("comparison")
-    changes = tuple(Change(c["kind"], c["metric"], c["baseline"], c["now"], c["layer"], c["name"], c["op"],
-                           c["tolerance"]) for c in (comparison or {}).get("changes", []))
-    compared = Comparison(changes, tuple((comparison or {}).get("drift", [])),
-                          bool((comparison or {}).get("model_changed")))
-    total = compared.total_delta()
-    worst = compared.headline_change()
-    total_cycles = float(totals["total_cycles"]) or 1.0
-    top = sorted(entry["layers"], key=lambda layer: (-float(layer["cycles"]), layer["index"]))[:report.TOP_LAYERS]
-    estimator = entry.get("estimator", {})
-    target = entry.get("target", {})
-    record: report.Record = {
-        "test": entry["test"], "file": entry["test"].split("::", 1)[0], "line": 0, "name": entry["name"],
-        "model": entry["model"], "model_sha256": entry["model_sha256"], "accelerator": entry["accelerator"],
-        "system_config": target.get("system_config"), "memory_mode": target.get("memory_mode"),
-        "vela_version": estimator.get("vela_version", ""), "core": estimator.get("core", ""),
-        "total_cycles": totals["total_cycles"], "inference_ms": entry["inference_ms"],
-        "mac_utilization": entry["mac_utilization"], "npu_ops": totals["npu_ops"], "cpu_ops": totals["cpu_ops"],
-        "sram_used": totals["sram_used"], "status": entry["status"], "baseline": entry["baseline"],
-        "delta_percent": total.percent if total else None,
-        "drift": list(compared.drift),
-        "regressions": [c.to_dict() for c in worst_first(compared.regressions)[:report.TOP_LAYERS]],
-        "headline": report.headline(compared) if compared.regressions else "",
-        "change": report.short_change(worst) if worst is not None else "",
-        "source": "",  # the JSON report does not say who answered
-        "advice": list(entry.get("findings", [])),
-        "top_layers": [{"index": layer["index"], "name": layer["name"], "op": layer["op"], "cycles": layer["cycles"],
-                        "share": 100.0 * float(layer["cycles"]) / total_cycles,
-                        "mac_utilization": layer["mac_utilization"]} for layer in top],
-        "detail": {key: entry[key] for key in DETAIL_KEYS if key in entry},
-    }
-    record.update(entry.get("extra", {}))
-    return record
-
+# The summary of merged entries.  Records are rebuilt from JSON report entries
+# (``report.record_from_entry``) and handed to the code that prints the terminal summary
+# (``report.summary_lines``), so a merged summary is the unsplit session's.
 
 #: ``pytest_ethosu_summary_row(config, record, row)``, called with ``config=None``
 SummaryRowHook = Callable[..., None]
 
 
-def summary_rows(records: Sequence[report.Record], width: int, verbosity: int,
+def summary_rows(records: Sequence[Record], width: int, verbosity: int,
                  summary_row: SummaryRowHook | None = None) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         row = report.summary_row(record, width, verbosity)
         if summary_row is not None:
-            summary_row(config=None, record=record, row=row)
+            summary_row(config=None, record=record.to_json(), row=row)
         rows.append(row)
     return rows
 
@@ -275,7 +230,7 @@ def summary_lines(entries: Sequence[Mapping[str, Any]], mode: str = "short", ver
     hook as ``summary_row`` (it gets ``config=None``); the values it reads from the record
     (``pytest_ethosu_result``'s additions) are in each entry's ``extra``.
     """
-    records = [entry_record(e) for e in entries]
+    records = [report.record_from_entry(e) for e in entries]
     summary = report.SessionSummary(records=records, rows=summary_rows(records, width, verbosity, summary_row),
                                     counts=None, update=False)
     return "\n".join(report.summary_lines(summary, mode, verbosity, width)).splitlines()
@@ -285,7 +240,7 @@ def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True,
              summary_row: SummaryRowHook | None = None) -> str:
     """The Markdown summary of merged entries (as the session writes it), with a Mermaid chart
     per regressed estimate."""
-    records = [entry_record(e) for e in entries]
+    records = [report.record_from_entry(e) for e in entries]
     text = report.markdown(summary_rows(records, 10_000, 1, summary_row), records)
     if charts:
         from .html_report import markdown_charts

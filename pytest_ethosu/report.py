@@ -1,7 +1,8 @@
 """What people read: the failure message of a check and the summary at the end of the session.
 
-Both work from *records*: one plain dict per estimate (see ``make_record``), small enough to
-travel from xdist workers to the controller and to be written to a JSON report unchanged.
+Both work from *records* (``record.Record``, one per estimate, made by ``make_record`` here or
+rebuilt from a JSON report's entry by ``record_from_entry``, which derive their summary the same
+way).
 Records hold the real names; every text made here for a person passes them through the
 escaping of its sink (``escape.py``): the terminal, GitHub annotations or Markdown.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from tabulate import tabulate
 
@@ -19,49 +20,9 @@ from . import escape
 from .baseline import estimator_identity
 from .compare import Change, Comparison, worst_first
 from .gate import Status
-from .result import EstimateResult
+from .record import Record, TopLayer, change_from_json
+from .result import EstimateResult, Finding, layer_label
 from .result import layer_table as result_layer_table
-
-
-class Record(TypedDict):
-    """One estimate as the session reports it, in plain JSON types.
-
-    Records travel from xdist workers to the controller and are written to the JSON report as
-    they are.  ``pytest_ethosu_result`` hooks may add keys of their own.
-    """
-
-    test: str  # node id
-    file: str
-    line: int
-    name: str  # the check's name; "" for a plain estimate()
-    model: str
-    model_sha256: str
-    accelerator: str
-    system_config: str | None
-    memory_mode: str | None
-    vela_version: str
-    core: str
-    total_cycles: float
-    inference_ms: float
-    mac_utilization: float
-    npu_ops: int
-    cpu_ops: int
-    sram_used: int
-    status: str  # a gate.Status value
-    delta_percent: float | None  # change of total cycles against the baseline
-    baseline: str | None  # the baseline file, relative to the rootdir
-    drift: list[str]
-    regressions: list[dict[str, Any]]  # the worst changes beyond tolerance (Change.to_dict)
-    headline: str  # what failed, in one sentence ("" when nothing did)
-    change: str  # the headline change, short: "npu_cycles +126.4%", "layer 4 cycles +259.7%"
-    advice: list[dict[str, Any]]  # the advisor's findings (Finding.to_dict)
-    top_layers: list[dict[str, Any]]
-    source: str  # "vela", "cache" or "memo": who answered this time
-    detail: dict[str, Any] | None  # with --ethosu-json: target, estimator, totals, layers, comparison
-
-
-#: The keys the plugin puts in a record; any other key was added by a ``pytest_ethosu_result`` hook.
-RECORD_KEYS = frozenset(Record.__annotations__)
 
 FAILURE_ROWS = 10
 TOP_LAYERS = 5
@@ -98,57 +59,69 @@ def accept_command(nodeid: str | None, options: Sequence[str] = ()) -> str:
 
 def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: Status,
                 comparison: Comparison | None, baseline_file: str | None, detail: bool) -> Record:
-    """The session-level summary of one estimate, in plain JSON types.
+    """The session-level summary of one estimate.
 
     ``name`` is the check's name, or "" for a plain ``estimate()``.  With ``detail`` (for the
     JSON report) the record also holds the resolved target, the estimator identity, the totals,
     every layer and the whole comparison.
     """
+    layers = [layer.to_dict() for layer in result.layers]
+    shown = {"target": result.target, "estimator": estimator_identity(result), "totals": result.totals(),
+             "layers": layers, "comparison": comparison.to_dict() if comparison else None} if detail else None
+    return Record(
+        test=nodeid, file=location[0], line=location[1], name=name, model=result.model,
+        model_sha256=result.model_sha256, accelerator=result.accelerator,
+        system_config=result.target.get("system_config"), memory_mode=result.target.get("memory_mode"),
+        vela_version=result.vela_version, core=result.core, total_cycles=result.total_cycles,
+        inference_ms=1000.0 * result.inference_time, mac_utilization=result.mac_utilization,
+        npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
+        baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
+        **_summarised(comparison, layers, result.total_cycles))
+
+
+def record_from_entry(entry: Mapping[str, Any]) -> Record:
+    """The record ``make_record`` made for an estimate, rebuilt from its JSON report entry
+    (``merge.load`` checked it), with the keys that ``pytest_ethosu_result`` hooks added (the
+    entry's ``extra``).  The JSON report does not hold the test's line (``line`` is 0; ``file``
+    is the node id's) nor who answered (``source`` is "")."""
+    totals, estimator, target = entry["totals"], entry.get("estimator", {}), entry.get("target", {})
+    data = entry.get("comparison")
+    comparison = None if data is None else Comparison(
+        tuple(change_from_json(c) for c in data.get("changes", [])), tuple(data.get("drift", [])),
+        bool(data.get("model_changed")))
+    return Record(
+        test=entry["test"], file=entry["test"].split("::", 1)[0], line=0, name=entry["name"], model=entry["model"],
+        model_sha256=entry["model_sha256"], accelerator=entry["accelerator"],
+        system_config=target.get("system_config"), memory_mode=target.get("memory_mode"),
+        vela_version=estimator.get("vela_version", ""), core=estimator.get("core", ""),
+        total_cycles=totals["total_cycles"], inference_ms=entry["inference_ms"],
+        mac_utilization=entry["mac_utilization"], npu_ops=totals["npu_ops"], cpu_ops=totals["cpu_ops"],
+        sram_used=totals["sram_used"], status=Status(entry["status"]), baseline=entry["baseline"],
+        advice=tuple(Finding(**f) for f in entry.get("findings", [])), source="",
+        detail={key: entry[key] for key in DETAIL_KEYS if key in entry}, extra=dict(entry.get("extra", {})),
+        **_summarised(comparison, entry["layers"], totals["total_cycles"]))
+
+
+#: the parts of a JSON report entry that a record keeps as its ``detail``
+DETAIL_KEYS = ("target", "estimator", "totals", "layers", "comparison")
+
+
+def _summarised(comparison: Comparison | None, layers: Sequence[Mapping[str, Any]], total_cycles: float
+                ) -> dict[str, Any]:
+    """What a record says about its comparison and its costliest layers, from either source."""
     total = comparison.total_delta() if comparison else None
     worst = comparison.headline_change() if comparison else None
-    top = sorted(result.layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
-    record: Record = {
-        "test": nodeid,
-        "file": location[0],
-        "line": location[1],
-        "name": name,
-        "model": result.model,
-        "model_sha256": result.model_sha256,
-        "accelerator": result.accelerator,
-        "system_config": result.target.get("system_config"),
-        "memory_mode": result.target.get("memory_mode"),
-        "vela_version": result.vela_version,
-        "core": result.core,
-        "total_cycles": result.total_cycles,
-        "inference_ms": 1000.0 * result.inference_time,
-        "mac_utilization": result.mac_utilization,
-        "npu_ops": result.npu_ops,
-        "cpu_ops": result.cpu_ops,
-        "sram_used": result.sram_used,
-        "status": status.value,
+    top = sorted(layers, key=lambda layer: (-float(layer["cycles"]), layer["index"]))[:TOP_LAYERS]
+    return {
         "delta_percent": total.percent if total else None,
-        "baseline": baseline_file,
-        "drift": list(comparison.drift) if comparison else [],
-        "regressions": [c.to_dict() for c in worst_first(comparison.regressions)[:TOP_LAYERS]] if comparison else [],
+        "drift": tuple(comparison.drift) if comparison else (),
+        "regressions": tuple(worst_first(comparison.regressions)[:TOP_LAYERS]) if comparison else (),
         "headline": headline(comparison) if comparison and comparison.regressions else "",
         "change": short_change(worst) if worst is not None else "",
-        "advice": [finding.to_dict() for finding in result.findings],
-        "top_layers": [{"index": layer.index, "name": layer.label, "op": layer.op,
-                        "cycles": layer.cycles, "share": 100.0 * float(layer.cycles) /
-                        (float(result.total_cycles) or 1.0), "mac_utilization": layer.mac_utilization}
-                       for layer in top],
-        "source": result.source,
-        "detail": None,
+        "top_layers": tuple(TopLayer(int(layer["index"]), layer_label(layer), str(layer["op"]), layer["cycles"],
+                                     100.0 * float(layer["cycles"]) / (float(total_cycles) or 1.0),
+                                     float(layer["mac_utilization"])) for layer in top),
     }
-    if detail:
-        record["detail"] = {
-            "target": result.target,
-            "estimator": estimator_identity(result),
-            "totals": result.totals(),
-            "layers": [layer.to_dict() for layer in result.layers],
-            "comparison": comparison.to_dict() if comparison else None,
-        }
-    return record
 
 
 def _scope(change: Change) -> str:
@@ -247,13 +220,12 @@ def _is_table(line: str) -> bool:
     return isinstance(line, _Table)
 
 
-def regression_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+def regression_rows(record: Record) -> list[dict[str, Any]]:
     """The summary's table of a regressed estimate's worst changes (from its record)."""
-    return [{"layer": c["layer"] if c["layer"] is not None else "network", "operator": c["op"],
-             "name": shorten(c["name"], 40), "metric": c["metric"], "baseline": _fmt(c["baseline"]),
-             "now": _fmt(c["now"]),
-             "delta %": f"{c['percent']:+.1f}%" if c["percent"] is not None else "-"}
-            for c in record["regressions"]]
+    return [{"layer": c.layer if c.layer is not None else "network", "operator": c.op,
+             "name": shorten(c.name, 40), "metric": c.metric, "baseline": _fmt(c.baseline),
+             "now": _fmt(c.now), "delta %": f"{c.percent:+.1f}%" if c.percent is not None else "-"}
+            for c in record.regressions]
 
 
 def missing_message(label: str, accept: str, path: str) -> str:
@@ -274,27 +246,25 @@ STATUS_TEXT = {"ok": "ok", "regressed": "REGRESSED", "improved": "improved", "ch
                "drift": "drift", "unchecked": "no baseline", "unwritten": "not written"}
 
 
-def summary_row(record: Mapping[str, Any], width: int, verbose: int) -> dict[str, Any]:
+def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:
     """One estimate's row of the summary table, column header -> cell."""
     name_width = max(24, width // 3) if verbose <= 0 else 200
-    status = STATUS_TEXT.get(record["status"], record["status"])
-    change = record.get("change") or ""
-    if record["status"] in ("regressed", "improved") and change and not change.startswith("total_cycles"):
-        status += f" {change}"  # the metric that decided, as the failure message names it
-    elif record.get("delta_percent"):
-        status += f" {record['delta_percent']:+.1f}%"
-    test = record["test"].split("::", 1)[-1]
-    if record["name"] not in ("default", ""):
-        test += f" [{record['name']}]"
+    status = STATUS_TEXT[record.status.value]
+    if record.status in (Status.REGRESSED, Status.IMPROVED) and record.change and \
+            not record.change.startswith("total_cycles"):
+        status += f" {record.change}"  # the metric that decided, as the failure message names it
+    elif record.delta_percent:
+        status += f" {record.delta_percent:+.1f}%"
+    test = record.label.split("::", 1)[-1]
     return {
         "test": shorten(test, name_width),
-        "model": shorten(record["model"].rsplit("/", 1)[-1], 28 if verbose <= 0 else 200),
-        "accelerator": record["accelerator"],
-        "cycles": f"{record['total_cycles']:,.0f}",
-        "ms": f"{record['inference_ms']:.4g}",
-        "util %": f"{record['mac_utilization']:.1f}",
-        "NPU/CPU ops": f"{record['npu_ops']}/{record['cpu_ops']}",
-        "SRAM KiB": f"{record['sram_used'] / 1024:.1f}",
+        "model": shorten(record.model.rsplit("/", 1)[-1], 28 if verbose <= 0 else 200),
+        "accelerator": record.accelerator,
+        "cycles": f"{record.total_cycles:,.0f}",
+        "ms": f"{record.inference_ms:.4g}",
+        "util %": f"{record.mac_utilization:.1f}",
+        "NPU/CPU ops": f"{record.npu_ops}/{record.cpu_ops}",
+        "SRAM KiB": f"{record.sram_used / 1024:.1f}",
         "baseline": status,
     }
 
@@ -310,12 +280,7 @@ def render_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 MEMORY_BOUND_SHOWN = 3
-SEEN = ("ok", "unchanged", "drift")  # passed against a baseline that existed: its advice was shown before
-
-
-def _label(record: Mapping[str, Any]) -> str:
-    test = str(record["test"])
-    return test + (f" [{record['name']}]" if record["name"] not in ("", "default") else "")
+SEEN = (Status.OK, Status.UNCHANGED, Status.DRIFT)  # passed against a baseline that existed: advice shown before
 
 
 def _counted(items: Iterable[str]) -> str:
@@ -325,56 +290,55 @@ def _counted(items: Iterable[str]) -> str:
     return ", ".join(f"{item} (x{n})" if n > 1 else item for item, n in counts.items())
 
 
-def advice_lines(records: Sequence[Mapping[str, Any]], full: bool, width: int) -> list[str]:
+def advice_lines(records: Sequence[Record], full: bool, width: int) -> list[str]:
     """The advisor's findings, grouped: the same advice for the same model and target is shown
     once with the tests that share it, and the CPU fallbacks of an estimate become one line.
     Unless ``full``: hot spots (the top-layers table's business) are left out, and only the
     three costliest memory-bound layers of an estimate are shown."""
-    groups: dict[tuple[str, str, str], tuple[Mapping[str, Any], list[str], list[dict[str, Any]]]] = {}
+    groups: dict[tuple[str, str, str], tuple[Record, list[str], list[Finding]]] = {}
     for r in records:
-        findings = [f for f in r.get("advice", []) if full or f["kind"] != "hot_spot"]
+        findings = [f for f in r.advice if full or f.kind != "hot_spot"]
         if not findings:
             continue
-        key = (str(r.get("model_sha256") or r["model"]), r["accelerator"], repr(findings))
-        groups.setdefault(key, (r, [], findings))[1].append(_label(r))
+        key = (r.model_sha256 or r.model, r.accelerator, repr(findings))
+        groups.setdefault(key, (r, [], findings))[1].append(r.label)
     lines = []
     for r, tests, findings in groups.values():
         shared = f"{tests[0]}" + (f" and {len(tests) - 1} more test(s)" if len(tests) > 1 else "")
-        lines.append(f"{r['model'].rsplit('/', 1)[-1]} on {r['accelerator']} ({shared}):")
-        fallback = [f for f in findings if f["kind"] == "cpu_fallback"]
+        lines.append(f"{r.model.rsplit('/', 1)[-1]} on {r.accelerator} ({shared}):")
+        fallback = [f for f in findings if f.kind == "cpu_fallback"]
         if fallback:
-            reasons = _counted(str(f["figures"].get("reason", "")) for f in fallback)
-            lines.append(f"  cpu fallback: {len(fallback)} operator(s) on the CPU: {_counted(f['op'] for f in fallback)}")
+            reasons = _counted(str(f.figures.get("reason", "")) for f in fallback)
+            lines.append(f"  cpu fallback: {len(fallback)} operator(s) on the CPU: {_counted(f.op for f in fallback)}")
             lines.append(f"    reasons: {reasons}")
-            lines += [f"    -> {suggestion}" for suggestion in dict.fromkeys(f["suggestion"] for f in fallback)]
-        bound = [f for f in findings if f["kind"] == "memory_bound"]
-        keep = bound if full else sorted(bound, key=lambda f: -f["figures"].get("share", 0))[:MEMORY_BOUND_SHOWN]
+            lines += [f"    -> {suggestion}" for suggestion in dict.fromkeys(f.suggestion for f in fallback)]
+        bound = [f for f in findings if f.kind == "memory_bound"]
+        keep = bound if full else sorted(bound, key=lambda f: -f.figures.get("share", 0))[:MEMORY_BOUND_SHOWN]
         for f in findings:
-            if f["kind"] == "cpu_fallback" or (f["kind"] == "memory_bound" and f not in keep):
+            if f.kind == "cpu_fallback" or (f.kind == "memory_bound" and f not in keep):
                 continue
-            where = f"layer {f['layer']} {f['op']}" if f["layer"] is not None else f["op"]
-            name = shorten(f["name"], max(20, width // 3))
-            lines.append(f"  {f['kind'].replace('_', ' ')}: {where} {name}".rstrip())
-            lines.append(f"    {f['evidence']}")
-            lines.append(f"    -> {f['suggestion']}")
+            where = f"layer {f.layer} {f.op}" if f.layer is not None else f.op
+            name = shorten(f.name, max(20, width // 3))
+            lines.append(f"  {f.kind.replace('_', ' ')}: {where} {name}".rstrip())
+            lines.append(f"    {f.evidence}")
+            lines.append(f"    -> {f.suggestion}")
         if len(bound) > len(keep):
             lines.append(f"  ... and {len(bound) - len(keep)} more memory-bound layer(s) (-v lists them)")
     return [escape.terminal(line) for line in lines]
 
 
-def top_layers_table(records: Iterable[Mapping[str, Any]], count: int, width: int) -> str:
+def top_layers_table(records: Iterable[Record], count: int, width: int) -> str:
     """The costliest layers of the session; one row per layer of a model and target, with the
     test that estimated it."""
-    rows: dict[tuple[str, str, int], tuple[float, Mapping[str, Any], Mapping[str, Any]]] = {}
+    rows: dict[tuple[str, str, int], tuple[float, Record, TopLayer]] = {}
     for r in records:
-        for layer in r["top_layers"]:
-            key = (str(r.get("model_sha256") or r["model"]), r["accelerator"], int(layer["index"]))
-            rows.setdefault(key, (float(layer["cycles"]), r, layer))
+        for layer in r.top_layers:
+            rows.setdefault((r.model_sha256 or r.model, r.accelerator, layer.index), (float(layer.cycles), r, layer))
     ranked = sorted(rows.values(), key=lambda item: -item[0])
     name_width = max(24, (width - 70) // 2)
-    cells = [[shorten(_label(r).split("::", 1)[-1], name_width), shorten(r["model"].rsplit("/", 1)[-1], 24),
-              r["accelerator"], layer["index"], layer["op"], shorten(layer["name"], name_width),
-              f"{layer['cycles']:,.0f}", f"{layer['share']:.1f}", f"{layer['mac_utilization']:.1f}"]
+    cells = [[shorten(r.label.split("::", 1)[-1], name_width), shorten(r.model.rsplit("/", 1)[-1], 24),
+              r.accelerator, layer.index, layer.op, shorten(layer.name, name_width),
+              f"{layer.cycles:,.0f}", f"{layer.share:.1f}", f"{layer.mac_utilization:.1f}"]
              for _, r, layer in ranked[:count]]
     return _Table(tabulate(
         [[escape.terminal(cell) for cell in row] for row in cells],
@@ -398,18 +362,18 @@ class SessionSummary:
     unused_tests: list[str] | None = None  # the tests the unused baselines belong to; None: some to none
 
 
-def layer_table(record: Mapping[str, Any]) -> str:
+def layer_table(record: Record) -> str:
     """One estimate's per-layer table (``--ethosu-layers``), from its record's detail."""
     layers = [{key: escape.terminal(value) if isinstance(value, str) else value for key, value in layer.items()}
-              for layer in (record.get("detail") or {}).get("layers", [])]
+              for layer in (record.detail or {}).get("layers", [])]
     return _terminal_text([
-        f"{_label(record)}: {record['model']} on {record['accelerator']}, {record['total_cycles']:,} cycles",
-        _Table(result_layer_table(layers, record["total_cycles"]))])
+        f"{record.label}: {record.model} on {record.accelerator}, {record.total_cycles:,} cycles",
+        _Table(result_layer_table(layers, record.total_cycles))])
 
 
 def count_line(records: Sequence[Record], advisor_runs: int) -> str:
     """Where the session's estimates came from; the parts add up to the whole."""
-    by = {source: sum(r.get("source", "vela") == source for r in records) for source in ("vela", "cache", "memo")}
+    by = {source: sum(r.source == source for r in records) for source in ("vela", "cache", "memo")}
     return (f"ethosu: {len(records)} estimate(s); Vela ran {by['vela']} time(s), {by['cache']} answered from the cache"
             + (f", {by['memo']} repeated an earlier estimate of this session" if by["memo"] else "")
             + (f"; the advisor ran Vela {advisor_runs} more time(s) to check its advice" if advisor_runs else ""))
@@ -436,27 +400,27 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
     if records:
         rows = summary.rows
         if verbosity < 0:
-            rows = [row for row, r in zip(summary.rows, records, strict=True) if r["status"] not in SEEN]
+            rows = [row for row, r in zip(summary.rows, records, strict=True) if r.status not in SEEN]
         if rows:
             lines.append(render_rows(rows))
-        for record in (r for r in records if r["status"] == Status.REGRESSED):
-            lines += ["", f"{_label(record)} regressed; worst changes:", render_rows(regression_rows(record))]
+        for record in (r for r in records if r.status is Status.REGRESSED):
+            lines += ["", f"{record.label} regressed; worst changes:", render_rows(regression_rows(record))]
         if full:
             count = 3 * TOP_LAYERS
             lines += ["", f"layers that cost the most cycles (top {count}):", top_layers_table(records, count, width)]
-        shown = records if full else [r for r in records if r["status"] not in SEEN]
+        shown = records if full else [r for r in records if r.status not in SEEN]
         advice = advice_lines(shown, full=full, width=width) if verbosity >= 0 else []
         if advice:
             lines += ["", "advice (--ethosu-no-advice turns it off):", *advice]
-        hidden = sum(bool(r.get("advice")) for r in records if r not in shown)
+        hidden = sum(bool(r.advice) for r in records if r not in shown)
         if hidden and verbosity >= 0:
             lines.append(f"advice for {hidden} estimate(s) that passed unchanged is not repeated (-v shows it)")
-    lines += [f"note: {note}" for note in sorted({note for r in records for note in r["drift"]})]
-    improved = [r["test"] for r in records if r["status"] == Status.IMPROVED]
+    lines += [f"note: {note}" for note in sorted({note for r in records for note in r.drift})]
+    improved = [r.test for r in records if r.status is Status.IMPROVED]
     if improved and not summary.update:
         lines.append(f"{len(improved)} estimate(s) improved beyond tolerance: tighten their baselines with "
                      f"{summary.command(improved)}")
-    missing = [r["test"] for r in records if r["status"] == Status.MISSING]
+    missing = [r.test for r in records if r.status is Status.MISSING]
     if missing:
         lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}")
     if records and summary.counts is None:  # a merged report: how many times Vela ran is not recorded
@@ -501,20 +465,16 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
     """
     estimates = []
     for record in records:
-        detail = record["detail"] or {}
         estimates.append({
-            "test": record["test"], "name": record["name"], "model": record["model"],
-            "model_sha256": record["model_sha256"], "accelerator": record["accelerator"],
-            "status": record["status"], "baseline": record["baseline"],
-            "inference_ms": record["inference_ms"], "mac_utilization": record["mac_utilization"],
-            "findings": record["advice"],
-            "extra": {key: value for key, value in record.items() if key not in RECORD_KEYS},
-            **detail,
+            "test": record.test, "name": record.name, "model": record.model, "model_sha256": record.model_sha256,
+            "accelerator": record.accelerator, "status": record.status.value, "baseline": record.baseline,
+            "inference_ms": record.inference_ms, "mac_utilization": record.mac_utilization,
+            "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra), **(record.detail or {}),
         })
     return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}
 
 
-def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> str:
+def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Record]) -> str:
     """The summary as GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY`` or a file."""
     headers: list[str] = []
     for row in rows:
@@ -522,22 +482,22 @@ def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, A
     text = "## Ethos-U performance (pytest-ethosu)\n\n" + tabulate(
         [[escape.markdown(row.get(h, "")) for h in headers] for row in rows],
         headers=[escape.markdown(h) for h in headers], tablefmt="github", disable_numparse=True) + "\n"
-    regressed = [r for r in records if r["status"] == "regressed"]
+    regressed = [r for r in records if r.status is Status.REGRESSED]
     if regressed:
         text += "\n**Regressions**\n\n" + "".join(
-            f"- {escape.markdown(r['test'])} {escape.markdown(r['name'])}: {escape.markdown(r['headline'])}\n"
+            f"- {escape.markdown(r.test)} {escape.markdown(r.name)}: {escape.markdown(r.headline)}\n"
             for r in regressed)
     return text + "\n"
 
 
-def github_annotations(records: Sequence[Mapping[str, Any]]) -> list[str]:
+def github_annotations(records: Sequence[Record]) -> list[str]:
     """``::error`` workflow commands, one per regressed estimate, pointing at the test."""
     lines = []
     for r in records:
-        if r["status"] != "regressed":
+        if r.status is not Status.REGRESSED:
             continue
-        title = f"Ethos-U regression: {r['model']} on {r['accelerator']}"
-        message = f"{r['test']} {r['name']}: {r['headline']}"
-        lines.append(f"::error file={escape.annotation_property(r['file'])},line={int(r['line'])},"
+        title = f"Ethos-U regression: {r.model} on {r.accelerator}"
+        message = f"{r.test} {r.name}: {r.headline}"
+        lines.append(f"::error file={escape.annotation_property(r.file)},line={r.line},"
                      f"title={escape.annotation_property(title)}::{escape.annotation_data(message)}")
     return lines

@@ -17,6 +17,7 @@ hooks that gather and report it:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -27,12 +28,13 @@ from typing import Any
 import pytest
 
 from . import baseline, cache, escape, report, scratch, unused
+from .check import Pending, item_state_key
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
-from .fixture import item_state_key
 from .gate import Status, after_test
 from .options import two_word_paths
+from .record import RECORD_KEYS, Record
 from .settings import Settings
 from .vela import expected_core, vela_version
 
@@ -53,7 +55,7 @@ class EthosuSession:
                          or self.pytest_html or self.settings.layers)
         self._estimator: Estimator | None = None
         self._scratch: str | None = None
-        self.results: dict[str, list[report.Record]] = {}  # by node id: the last attempt's records
+        self.results: dict[str, list[Record]] = {}  # by node id: the last attempt's records
         self.counts: Counter[str] = Counter()
         self.produced: set[str] = set()  # baseline files that this session's checks read or wrote
         self.passed_tests: set[str] = set()  # tests whose final outcome, teardown included, was a pass
@@ -112,7 +114,7 @@ class EthosuSession:
         return report.accept_command(None, [*self.settings.replay, *map(self.runnable, sorted(set(nodeids)))])
 
     @property
-    def records(self) -> list[report.Record]:
+    def records(self) -> list[Record]:
         return [record for records in self.results.values() for record in records]
 
     def node_path(self, path: Path) -> str | None:
@@ -303,7 +305,7 @@ class EthosuSession:
 
     # -- after each test -------------------------------------------------------------------------
 
-    def finish_item(self, item: pytest.Item, passed: bool) -> tuple[list[report.Record], list[str]]:
+    def finish_item(self, item: pytest.Item, passed: bool) -> tuple[list[Record], list[str]]:
         """After the test's teardown: write its pending baselines if it passed; return its
         records (their status final; they replace an earlier attempt's) and write errors."""
         state = item.stash.get(item_state_key, None)
@@ -332,15 +334,16 @@ class EthosuSession:
                             self.output_errors.append(f"could not delete {self.relative(pending.legacy)} after "
                                                       f"moving it to {self.relative(pending.path)}: {exc}")
             status = after_test(pending.verdict, passed, existed, changed)
-            pending.record["status"] = status.value
+            record = self._final(item, pending, status, errors)
             if status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED):
                 self.counts[status.value] += 1
             if pending.name:
                 shown = pending.name.encode("utf-8", "backslashreplace").decode("utf-8")  # xdist sends UTF-8
                 item.user_properties.append((f"ethosu[{shown}]", json.dumps({
-                    k: pending.record[k] for k in ("accelerator", "total_cycles", "inference_ms",
-                                                   "cpu_ops", "status", "delta_percent")})))
-            records.append(pending.record)
+                    "accelerator": record.accelerator, "total_cycles": record.total_cycles,
+                    "inference_ms": record.inference_ms, "cpu_ops": record.cpu_ops, "status": record.status.value,
+                    "delta_percent": record.delta_percent})))
+            records.append(record)
         self.results[item.nodeid] = records
         if passed and not errors:
             self.passed_tests.add(item.nodeid)
@@ -350,14 +353,28 @@ class EthosuSession:
         state.finished = True  # a check after this would never be recorded (the fixture refuses it)
         return records, errors
 
+    def _final(self, item: pytest.Item, pending: Pending, status: Status, errors: list[str]) -> Record:
+        """The check's record with its final status, after ``pytest_ethosu_result`` hooks have
+        seen it (once per estimate) and added what they keep with it."""
+        record = pending.record.with_status(status)
+        data = record.to_json()
+        try:
+            self.config.hook.pytest_ethosu_result(item=item, name=pending.name, result=pending.result, record=data)
+        except Exception as exc:  # a conftest's bug: the test's teardown fails, the session goes on
+            errors.append(f"a pytest_ethosu_result hook raised {type(exc).__name__}: {exc}")
+        extra = {key: value for key, value in data.items() if key not in RECORD_KEYS}
+        return dataclasses.replace(record, extra=extra) if extra else record
+
     # -- end of session --------------------------------------------------------------------------
 
     def worker_output(self) -> dict[str, Any]:
-        return {"results": self.results, "counts": dict(self.counts), "produced": sorted(self.produced),
+        return {"results": {nodeid: [r.to_json() for r in records] for nodeid, records in self.results.items()},
+                "counts": dict(self.counts), "produced": sorted(self.produced),
                 "passed_tests": sorted(self.passed_tests), "collection": self.collection.to_json()}
 
     def merge(self, data: dict[str, Any]) -> None:
-        self.results.update(data["results"])
+        self.results.update((nodeid, [Record.from_json(r) for r in records])
+                            for nodeid, records in data["results"].items())
         self.counts.update(data["counts"])
         self.produced.update(data["produced"])
         self.passed_tests.update(data["passed_tests"])
@@ -379,15 +396,15 @@ class EthosuSession:
             removed.append(path)
         return removed
 
-    def sorted_records(self) -> list[report.Record]:
-        return sorted(self.records, key=lambda r: (r["test"], r["name"]))
+    def sorted_records(self) -> list[Record]:
+        return sorted(self.records, key=lambda r: (r.test, r.name))
 
-    def summary_rows(self, records: list[report.Record], width: int, verbose: int) -> list[dict[str, Any]]:
+    def summary_rows(self, records: list[Record], width: int, verbose: int) -> list[dict[str, Any]]:
         """The summary's rows, after conftest hooks have changed them."""
         rows = []
         for record in records:
             row = report.summary_row(record, width, verbose)
-            self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record, row=row)
+            self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record.to_json(), row=row)
             rows.append(row)
         return rows
 

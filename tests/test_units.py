@@ -176,15 +176,22 @@ def test_a_malformed_baseline_is_refused_naming_the_file(tmp_path: Path, edit: o
 
 
 def test_advice_lines_cut_memory_bound_unless_full() -> None:
+    from pytest_ethosu.gate import Status
+    from pytest_ethosu.record import Record
     from pytest_ethosu.report import advice_lines
+    from pytest_ethosu.result import Finding
 
-    def finding(kind: str, layer: int, share: float) -> dict[str, object]:
-        return {"kind": kind, "layer": layer, "op": "Conv2D", "name": f"l{layer}", "evidence": "e",
-                "suggestion": "s", "figures": {"share": share}}
+    def finding(kind: str, layer: int, share: float) -> Finding:
+        return Finding(kind, layer, f"l{layer}", "Conv2D", "e", "s", {"share": share})
 
     advice = [finding("memory_bound", i, share) for i, share in enumerate([5, 30, 1, 20, 10])]
     advice += [finding("hot_spot", 1, 30), finding("cpu_fallback", 9, 0)]
-    record = {"test": "t.py::t", "name": "", "model": "m.tflite", "accelerator": "ethos-u55-128", "advice": advice}
+    record = Record(test="t.py::t", file="t.py", line=1, name="", model="m.tflite", model_sha256="0" * 64,
+                    accelerator="ethos-u55-128", system_config=None, memory_mode=None, vela_version="5.2.0",
+                    core="regor", total_cycles=1, inference_ms=0.1, mac_utilization=0.0, npu_ops=1, cpu_ops=0,
+                    sram_used=0, status=Status.UNCHECKED, delta_percent=None, baseline=None, drift=(),
+                    regressions=(), headline="", change="", advice=tuple(advice), top_layers=(), source="vela",
+                    detail=None)
     short = "\n".join(advice_lines([record], full=False, width=80))
     assert [f"layer {i} " in short for i in range(5)] == [False, True, False, True, True]
     assert "... and 2 more memory-bound layer(s)" in short and "hot spot" not in short and "cpu fallback" in short

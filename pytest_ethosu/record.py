@@ -1,0 +1,115 @@
+"""The record of one estimate, as the session reports it: a frozen, typed value.
+
+A record is made once per estimate (``report.make_record``, from the ``EstimateResult``, the
+gate's verdict and its comparison) and gets its final status when the test has ended
+(``with_status``).  It crosses processes only as JSON, as pytest's reports do: ``to_json`` in an
+xdist worker, ``from_json`` on the controller.  ``to_json`` is also the dict that the
+``pytest_ethosu_result`` and ``pytest_ethosu_summary_row`` hooks see; the keys a hook adds come
+back as ``extra``.  A merged JSON report's entries become records through
+``report.record_from_entry``, which derives what they do not hold the way ``make_record`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .compare import Change
+from .gate import Status
+from .result import Finding
+
+Number = int | float
+
+
+@dataclass(frozen=True)
+class TopLayer:
+    """One of the estimate's costliest layers, for the summary's table."""
+
+    index: int
+    name: str  # the layer's label (its module path and source line for a PyTorch model)
+    op: str
+    cycles: Number
+    share: float  # percent of the network's cycles
+    mac_utilization: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TopLayer:
+        return cls(int(data["index"]), str(data["name"]), str(data["op"]), data["cycles"], float(data["share"]),
+                   float(data["mac_utilization"]))
+
+
+@dataclass(frozen=True)
+class Record:
+    test: str  # node id
+    file: str
+    line: int  # 0 when not known (a record rebuilt from a JSON report)
+    name: str  # the check's name; "" for a plain estimate()
+    model: str
+    model_sha256: str
+    accelerator: str
+    system_config: str | None
+    memory_mode: str | None
+    vela_version: str
+    core: str
+    total_cycles: Number
+    inference_ms: float
+    mac_utilization: float
+    npu_ops: int
+    cpu_ops: int
+    sram_used: int
+    status: Status
+    delta_percent: float | None  # change of total cycles against the baseline
+    baseline: str | None  # the baseline file, relative to the rootdir
+    drift: tuple[str, ...]
+    regressions: tuple[Change, ...]  # the worst changes beyond tolerance, worst first
+    headline: str  # what failed, in one sentence ("" when nothing did)
+    change: str  # the headline change, short: "npu_cycles +126.4%", "layer 4 cycles +259.7%"
+    advice: tuple[Finding, ...]
+    top_layers: tuple[TopLayer, ...]
+    source: str  # "vela", "cache" or "memo": who answered this time ("" when not known)
+    #: with --ethosu-json: target, estimator, totals, layers and comparison, in the JSON report's
+    #: own shape (it is written as it is)
+    detail: Mapping[str, Any] | None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
+
+    @property
+    def label(self) -> str:
+        """The test id, with the check's name unless it is the default one."""
+        return self.test + (f" [{self.name}]" if self.name not in ("", "default") else "")
+
+    def with_status(self, status: Status) -> Record:
+        return dataclasses.replace(self, status=status)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types; the keys hooks added sit beside the plugin's, as hooks set them."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        data.update(status=self.status.value, drift=list(self.drift),
+                    regressions=[c.to_dict() for c in self.regressions],
+                    advice=[f.to_dict() for f in self.advice], top_layers=[t.to_json() for t in self.top_layers],
+                    detail=dict(self.detail) if self.detail is not None else None)
+        return {**self.extra, **data}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Record:
+        values = {key: data[key] for key in RECORD_KEYS}
+        values.update(status=Status(data["status"]), drift=tuple(data["drift"]),
+                      regressions=tuple(change_from_json(c) for c in data["regressions"]),
+                      advice=tuple(Finding(**f) for f in data["advice"]),
+                      top_layers=tuple(TopLayer.from_json(t) for t in data["top_layers"]),
+                      extra={key: value for key, value in data.items() if key not in RECORD_KEYS})
+        return cls(**values)
+
+
+def change_from_json(data: Mapping[str, Any]) -> Change:
+    """A ``Change`` from its ``to_dict`` (``delta`` and ``percent`` follow from the rest)."""
+    return Change(data["kind"], data["metric"], data["baseline"], data["now"], data["layer"], data["name"],
+                  data["op"], data["tolerance"])
+
+
+#: The keys the plugin puts in a record's JSON; any other key was added by a hook.
+RECORD_KEYS = frozenset(f.name for f in dataclasses.fields(Record) if f.name != "extra")
