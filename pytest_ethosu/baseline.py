@@ -103,6 +103,9 @@ def check_place(path: Path, root: Path, relative: Callable[[Path], str]) -> None
         if place != path and place.exists() and not place.is_dir():
             raise BaselineError(f"{relative(place)} is a file where pytest-ethosu keeps a directory of baselines "
                                 f"(for {relative(path)}). Move or delete it.")
+        if place == path and place.exists() and not place.is_file():  # a FIFO would block the read
+            raise BaselineError(f"baseline {relative(path)} is not a regular file. Move or delete it, then run "
+                                "pytest --ethosu-update to write a new one.")
         if not place.exists():
             return
 
@@ -133,7 +136,7 @@ def legacy_for(root: Path, nodeid: str, name: str) -> Path | None:
         return None
     try:
         document = json.loads(old.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return old if isinstance(document, dict) and (document.get("test"), document.get("name")) == (nodeid, name) else None
 
@@ -197,6 +200,9 @@ def load(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BaselineError(f"baseline {path} is not valid JSON (line {exc.lineno}, column "
                             f"{exc.colno}: {exc.msg}). {fix}") from None
+    except (ValueError, RecursionError) as exc:  # a number of more digits than Python reads, deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise BaselineError(f"baseline {path} is not a JSON file this plugin reads ({reason}). {fix}") from None
     if not isinstance(document, dict):
         raise BaselineError(f"baseline {path} is not a pytest-ethosu baseline (no schema version). {fix}")
     schema = document.get("schema")
@@ -342,7 +348,7 @@ def is_baseline(path: Path) -> bool:
         return False
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return (isinstance(document, dict) and isinstance(document.get("schema"), int)
             and {"test", "name", "estimator", "totals", "layers", "model"} <= set(document))

@@ -142,7 +142,7 @@ class EstimateCache:
             run = VelaRun.from_json(entry["run"])
             if findings is not None and not (isinstance(findings, list) and all(map(_is_finding, findings))):
                 raise InvalidRun("bad findings")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self.invalid += 1
             return None
         self.hits += 1
@@ -164,7 +164,7 @@ class EstimateCache:
         it); None on a miss."""
         try:
             return json.loads(self._lowered_path(key).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
 
     def put_lowered(self, key: str, payload: dict[str, Any]) -> None:

@@ -48,6 +48,8 @@ def load(path: Path) -> dict[str, Any]:
         raise MergeError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except ValueError as exc:  # also UnicodeDecodeError
         raise MergeError(f"{path}: not a JSON report: {exc}") from exc
+    except RecursionError:
+        raise MergeError(f"{path}: not a JSON report: nested too deeply") from None
     if not isinstance(document, dict) or not isinstance(document.get("estimates"), list):
         raise MergeError(f"{path}: not a pytest-ethosu JSON report (no 'estimates' list)")
     schema = document.get("schema")

@@ -246,7 +246,11 @@ def read(config: pytest.Config, name: str) -> Any:
         path = Path(str(value)).expanduser()
         return path if path.is_absolute() else config.rootpath / path
     if option.kind == "names":
-        return split_names(value)
+        names = split_names(value)
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # each would be a test of its own, with its own baseline ([name_0], [name_1])
+            raise pytest.UsageError(f"{option.flag} / {option.ini}: {', '.join(twice)} given more than once")
+        return names
     if option.name == "vela_args" and isinstance(value, str):
         try:
             shlex.split(value)

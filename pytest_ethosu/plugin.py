@@ -52,6 +52,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = next((m.kwargs["accelerators"] for m in markers if "accelerators" in m.kwargs), None)
     if marker is not None:
         names = split_names(marker)
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.ethosu(accelerators=...) names "
+                                    f"{', '.join(twice)} more than once")
     elif any("accelerator" in m.kwargs for m in markers):
         names = []
     else:

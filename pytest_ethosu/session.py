@@ -138,8 +138,8 @@ class EthosuSession:
         mode = " (updating baselines)" if self.settings.update else ""
         args = target.get("vela_args") or ""
         core = expected_core(target.get("accelerator") or "ethos-u55-256", str(args).split())
-        return (f"ethosu: Vela {vela_version()} ({core} core), target {shown}, baselines in "
-                f"{self.relative(self.settings.baseline_root)}{mode}")
+        return escape.terminal(f"ethosu: Vela {vela_version()} ({core} core), target {shown}, baselines in "
+                               f"{self.relative(self.settings.baseline_root)}{mode}")
 
     # -- collection: what the run saw in full (unused.py judges only that) ---------------------
 
@@ -195,6 +195,15 @@ class EthosuSession:
             self.collection.arguments.append(shown + sep + node)
             if sep:  # a file::test argument: only part of the file was collected
                 self.collection.partial.add(shown)
+        # --ignore of a path that is not there (deleted, or outside a sparse checkout): never visited
+        for ignored in self.config.getoption("ignore", None) or []:
+            shown = self.node_path(start / ignored)
+            if shown is not None:
+                self.collection.ignored.add(shown)
+        self.collection.ignore_globs = [str(g) for g in self.config.getoption("ignore_glob", None) or []]
+        if (self.config.getoption("count", None) or 1) > 1:  # pytest-repeat: every test id has a new parameter
+            self.collection.partial.update(self.collection.files)
+        self.collection.complete = True
 
     # -- each test -------------------------------------------------------------------------------
 
@@ -245,8 +254,10 @@ class EthosuSession:
         if self.is_worker:
             self.config.workeroutput["ethosu"] = json.dumps(self.worker_output())  # type: ignore[attr-defined]
             return
-        self.interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-        if self.settings.update and not self.interrupted and not self.config.option.collectonly:
+        # a usage error or pytest.exit in collection (exit 4) ends a run that judged nothing
+        self.interrupted = exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                              pytest.ExitCode.NO_TESTS_COLLECTED)
+        if self.settings.update and not self.interrupted:
             self.deleted = self.delete_unused()
         records = self.sorted_records()
         settings = self.settings
@@ -381,7 +392,11 @@ class EthosuSession:
         self.collection.merge(unused.Collection.from_json(data["collection"]))
 
     def unused_baselines(self) -> list[unused.Unused]:
-        """The baselines this run may call unused (``unused.py`` has the rule)."""
+        """The baselines this run may call unused (``unused.py`` has the rule): none when the
+        tests' bodies did not run."""
+        option = self.config.option
+        if option.collectonly or getattr(option, "setuponly", False) or getattr(option, "setupplan", False):
+            return []
         return unused.find(self.settings.baseline_root, self.rootdir, self.collection, self.produced,
                            self.passed_tests)
 

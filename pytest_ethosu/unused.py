@@ -15,7 +15,10 @@ the run saw everything that could have used it.
   given, with nothing under it deselected or broken) and outside every path collection
   ignored.
 
-Anything else is out of scope and left alone: a selection never deletes a baseline.  A test
+Anything else is out of scope and left alone: a selection never deletes a baseline.  Nothing
+is judged at all when collection did not end normally (a usage error, ``pytest.exit``), when
+test bodies did not run (``--setup-only``, ``--setup-plan``, ``--co``) or under
+pytest-repeat's ``--count``, whose instances are not the tests that made the baselines.  A test
 that failed, was skipped or did not run keeps its baselines.
 
 ``Collection`` is what a process saw while collecting; an xdist worker sends its own
@@ -24,12 +27,16 @@ that failed, was skipped or did not run keeps its baselines.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import baseline
+from .vela import ACCELERATOR_ID
 
 
 @dataclass
@@ -43,6 +50,10 @@ class Collection:
     collected: set[str] = field(default_factory=set)  # node ids of the selected tests
     arguments: list[str] = field(default_factory=list)  # the run's path arguments; "::" marks a node filter
     last_failed: bool = False  # --lf: files with no failure were not collected at all
+    #: the plugin saw collection end (no usage error or pytest.exit before it): nothing is
+    #: judged unused without it
+    complete: bool = False
+    ignore_globs: list[str] = field(default_factory=list)  # --ignore-glob patterns, as given
     # tests (node ids without their parameters) that the accelerator matrix option parametrized:
     # the run chose their accelerators, so another accelerator's baseline is not a removed test
     matrix: set[str] = field(default_factory=set)
@@ -50,13 +61,15 @@ class Collection:
     def to_json(self) -> dict[str, Any]:
         return {"files": sorted(self.files), "partial": sorted(self.partial), "broken": sorted(self.broken),
                 "ignored": sorted(self.ignored), "collected": sorted(self.collected),
-                "arguments": self.arguments, "last_failed": self.last_failed, "matrix": sorted(self.matrix)}
+                "arguments": self.arguments, "last_failed": self.last_failed, "matrix": sorted(self.matrix),
+                "complete": self.complete, "ignore_globs": self.ignore_globs}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Collection:
-        return cls(set(data["files"]), set(data["partial"]), set(data["broken"]), set(data["ignored"]),
-                   set(data["collected"]), list(data["arguments"]), bool(data["last_failed"]),
-                   set(data["matrix"]))
+        return cls(files=set(data["files"]), partial=set(data["partial"]), broken=set(data["broken"]),
+                   ignored=set(data["ignored"]), collected=set(data["collected"]), arguments=list(data["arguments"]),
+                   last_failed=bool(data["last_failed"]), matrix=set(data["matrix"]),
+                   complete=bool(data["complete"]), ignore_globs=list(data["ignore_globs"]))
 
     def merge(self, other: Collection) -> None:
         """Another process's view of the same collection (xdist workers all collect)."""
@@ -68,10 +81,25 @@ class Collection:
         self.arguments = self.arguments or other.arguments
         self.last_failed = self.last_failed or other.last_failed
         self.matrix |= other.matrix
+        self.complete = self.complete or other.complete
+        self.ignore_globs = self.ignore_globs or other.ignore_globs
 
     def other_accelerator(self, nodeid: str) -> bool:
-        """A test instance of a matrix-parametrized test that this run did not choose to run."""
-        return any(nodeid.startswith(function + "[") for function in self.matrix)
+        """A baseline's test that differs from what this run collected only in the accelerator
+        matrix: another accelerator of a test the option parametrized, the test without the
+        option, or a matrix instance of a test this run collected without it."""
+        if any(nodeid == function or nodeid.startswith(function + "[") for function in self.matrix):
+            return True
+        start = nodeid.find("[", nodeid.rfind("::"))
+        function, params = nodeid[:start], nodeid[start + 1:]
+        if start < 0 or not params.endswith("]"):
+            return False
+        accelerator = ACCELERATOR_ID.pattern
+        found = re.fullmatch(rf"(?:(?P<before>.*)-)?{accelerator}|{accelerator}-(?P<after>.*)", params[:-1])
+        if found is None:
+            return False
+        rest = found["before"] or found["after"]
+        return (function + (f"[{rest}]" if rest else "")) in self.collected
 
     def complete_files(self) -> set[str]:
         return set() if self.last_failed else self.files - self.partial
@@ -119,13 +147,19 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
 
     def deleted_file(file_part: str) -> str | None:
         """The complete directory a test file that no longer exists lay under, if any."""
-        if (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored):
+        if (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored) or any(
+                fnmatch.fnmatch(str(rootdir / file_part), g) or fnmatch.fnmatch(file_part, g)
+                for g in collection.ignore_globs):
             return None
         return next((d for d in directories if _under(file_part, d)), None)
 
+    if not collection.complete:
+        return []
+    # a check that read or wrote through a link inside the baseline directory used the file it leads to
+    used = {os.path.realpath(p) for p in produced}
     unused = []
     for path in baseline.find_baselines(root):
-        if str(path) in produced:
+        if str(path) in produced or os.path.realpath(path) in used:
             continue
         owner = _owner(path, root)
         target: str | None = None
@@ -157,7 +191,7 @@ def _owner(path: Path, root: Path) -> str | None:
     """The node id a baseline file names, when the file lies where that test keeps it."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     test, name = document.get("test"), document.get("name")
     if not isinstance(test, str) or not isinstance(name, str) or not test:

@@ -8,6 +8,7 @@ without it; the others run serially.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -225,6 +226,13 @@ def test_baselines_stay_inside_the_baseline_directory(repo: pytest.Pytester, tmp
                                  "directory of baselines (for baselines/test_models/test_net/default.json). "
                                  "Move or delete it."])
     assert (repo.path / "baselines" / "test_models").read_text() == "notes\n"
+    (repo.path / "baselines" / "test_models").unlink()
+    (repo.path / "baselines" / "test_models" / "test_net").mkdir(parents=True)
+    os.mkfifo(net_baseline(repo))  # reading it would block for ever
+    fifo = repo.runpytest("-k", "test_net", "--timeout=60", *mode)
+    fifo.assert_outcomes(failed=1)
+    fifo.stdout.fnmatch_lines(["BaselineError: baseline baselines/test_models/test_net/default.json is not a regular "
+                               "file. Move or delete it*"])
 
 
 def test_newer_schema_refused(repo: pytest.Pytester) -> None:

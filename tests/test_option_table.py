@@ -97,6 +97,8 @@ def test_native_toml_numbers_are_taken(repo: pytest.Pytester) -> None:
     ("ethosu_drift = sometimes", "ini key ethosu_drift: expected one of warn, fail, update, not 'sometimes'"),
     ("ethosu_atol = -1", "ini key ethosu_atol: expected a finite number >= 0, not '-1'"),
     ("ethosu_vela_args = --optimise 'Size", "*--ethosu-vela-args / ethosu_vela_args \"--optimise 'Size\": No closing quotation"),
+    ("ethosu_accelerators = ethos-u55-128 ethos-u55-128",
+     "*--ethosu-accelerators / ethosu_accelerators: ethos-u55-128 given more than once"),
 ])
 def test_bad_ini_values_name_the_key(repo: pytest.Pytester, line: str, message: str) -> None:
     repo.makeini(f"[pytest]\n{line}\n")
@@ -151,3 +153,30 @@ def test_strict_atol_and_drift_as_flags_and_ini_keys(repo: pytest.Pytester) -> N
     repo.makeini("[pytest]\nethosu_drift = fail\n")
     run(repo, other).assert_outcomes(failed=1)
     run(repo, other, "--ethosu-drift=warn").assert_outcomes(passed=1)  # the flag beats the ini key
+
+
+def test_an_accelerator_named_twice_is_refused(repo: pytest.Pytester) -> None:
+    """Named twice, an accelerator would be two tests with two baselines ([..._0], [..._1])."""
+    result = run(repo, "--ethosu-accelerators=ethos-u55-128,ethos-u55-128")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ethosu-accelerators / ethosu_accelerators: ethos-u55-128 given more than once"])
+    repo.makepyfile(test_twice="""
+        import pytest
+
+        @pytest.mark.ethosu(accelerators=["ethos-u55-64", "ethos-u65-256", "ethos-u55-64"])
+        def test_twice(ethosu_perf):
+            ethosu_perf("models/base.tflite")
+    """)
+    marked = run(repo, "test_twice.py")
+    assert marked.ret != 0 and "Traceback" not in marked.stdout.str()
+    marked.stdout.fnmatch_lines(["*test_twice.py::test_twice: @pytest.mark.ethosu(accelerators=...) names "
+                                 "ethos-u55-64 more than once*"])
+
+
+def test_the_report_header_escapes_what_the_options_hold(repo: pytest.Pytester) -> None:
+    """A committed ini (or a flag) cannot set the terminal's title or clear its screen."""
+    repo.makeini("[pytest]\nethosu_baseline_dir = b\x1b]0;OWNED\x07\x1b[2J\n")
+    result = run(repo, "--co", "--ethosu-accelerator=\x1b[31mRED", "--ethosu-vela-args=--verbose-all\x1b[2J")
+    header = next(line for line in result.stdout.lines if line.startswith("ethosu: Vela"))
+    assert "\x1b" not in header and "\x07" not in header, header
+    assert "RED" in header and "OWNED" in header

@@ -59,7 +59,9 @@ def test_layout(tree: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize("run", ["subdirectory", "ignore", "keyword", "node", "module skip", "collection error",
-                                 "collection error, continued", "deselect", "last failed", "dropped"])
+                                 "collection error, continued", "deselect", "last failed", "dropped",
+                                 "ignore a deleted file", "ignore-glob a deleted file", "exit in collection",
+                                 "usage error in collection", "setup only", "repeat"])
 def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[str], run: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of these runs leaves a test file out of what it saw in full: --ethosu-update
@@ -67,7 +69,15 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
     before = baselines(tree)
     args = {"ignore": ["--ignore=tests/test_other.py"], "keyword": ["-k", "one or b"],
             "node": ["tests/test_a.py::test_one", "tests/sub"], "deselect": ["--deselect", "tests/test_a.py::test_two"],
-            "collection error, continued": ["--continue-on-collection-errors"], "last failed": ["--lf"]}.get(run, [])
+            "collection error, continued": ["--continue-on-collection-errors"], "last failed": ["--lf"],
+            "ignore a deleted file": ["--ignore=tests/test_other.py"], "ignore-glob a deleted file": [
+                "--ignore-glob=*/test_oth*.py"], "usage error in collection": ["--forked"],
+            "setup only": ["--setup-only"], "repeat": ["--count=2"]}.get(run, [])
+    if run.endswith("a deleted file"):  # not on disk (deleted, or outside a sparse checkout), and ignored
+        (tree.path / "tests" / "test_other.py").unlink()
+    if run == "exit in collection":  # a conftest that stops the run before the plugin saw collection end
+        tree.makeconftest("import pytest\n@pytest.hookimpl(tryfirst=True)\n"
+                          "def pytest_collection_finish(session):\n    pytest.exit('no NPU here', returncode=0)\n")
     if run == "subdirectory":
         monkeypatch.chdir(tree.path / "tests" / "sub")
     if run == "module skip":
@@ -86,7 +96,44 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
         result = tree.runpytest(*args, *update, *mode)
         assert unused_lines(result) == [], result.stdout.str()
         assert "deleted unused" not in result.stdout.str()
-        assert baselines(tree) == before
+        now = baselines(tree)
+        assert {path: now.get(path) for path in before} == before
+        assert now == before or run == "repeat"  # pytest-repeat's instances ([1-2], [2-2]) get files of their own
+
+
+def test_runs_with_and_without_the_accelerator_option_keep_each_others_baselines(project: pytest.Pytester,
+                                                                              mode: list[str]) -> None:
+    """A CI job without --ethosu-accelerators and a nightly one with it: neither deletes the
+    other's baselines; a test removed from the file is still reported for both."""
+    project.makepyfile(test_m=CHECK.format(name="plain").replace(', accelerator="ethos-u55-64"', "")
+                       + CHECK.format(name="gone").replace(', accelerator="ethos-u55-64"', ""))
+    nightly = ["--ethosu-accelerators=ethos-u65-256"]
+    project.runpytest("--ethosu-update", *mode).assert_outcomes(passed=2)
+    project.runpytest("--ethosu-update", *nightly, *mode).assert_outcomes(passed=2)
+    both = sorted(baselines(project))
+    assert both == ["test_m/test_gone/default.json", "test_m/test_gone[ethos-u65-256]/default.json",
+                    "test_m/test_plain/default.json", "test_m/test_plain[ethos-u65-256]/default.json"]
+    for args in ([], nightly):
+        result = project.runpytest("--ethosu-update", *args, *mode)
+        assert "deleted unused" not in result.stdout.str() and sorted(baselines(project)) == both, args
+    project.makepyfile(test_m=CHECK.format(name="plain").replace(', accelerator="ethos-u55-64"', ""))
+    assert unused_lines(project.runpytest(*mode)) == ["baselines/test_m/test_gone/default.json",
+                                                      "baselines/test_m/test_gone[ethos-u65-256]/default.json"]
+
+
+def test_a_baseline_read_through_a_link_in_the_baseline_directory_is_used(tree: pytest.Pytester,
+                                                                         mode: list[str]) -> None:
+    """baselines/tests/test_other -> test_renamed (a link inside the tree): the check reads and
+    writes through it, and the file it leads to is neither listed as unused nor deleted."""
+    root = tree.path / "baselines" / "tests"
+    (root / "test_other").rename(root / "test_renamed")
+    (root / "test_other").symlink_to("test_renamed", target_is_directory=True)
+    before = baselines(tree)
+    for update in ([], ["--ethosu-update"]):
+        result = tree.runpytest(*update, *mode)
+        result.assert_outcomes(passed=4)
+        assert unused_lines(result) == [] and "deleted unused" not in result.stdout.str(), result.stdout.str()
+    assert baselines(tree) == before
 
 
 def test_unused_where_the_run_saw_everything(tree: pytest.Pytester, mode: list[str]) -> None:

@@ -128,6 +128,23 @@ def _valid_baseline() -> dict[str, object]:
             "totals": dict.fromkeys(TOTAL_METRICS, 0), "layers": []}
 
 
+def test_json_no_parser_reads_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """Deep nesting and numbers of more digits than Python reads: a BaselineError (or a merge
+    error) naming the file, never a RecursionError; a file no test reads is not a baseline."""
+    from pytest_ethosu import merge
+
+    deep, digits = tmp_path / "deep.json", tmp_path / "digits.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    digits.write_text(json.dumps(_valid_baseline()).replace('"total_cycles": 0', '"total_cycles": ' + "9" * 5000))
+    for path, says in ((deep, "nested too deeply"), (digits, "digits")):
+        with pytest.raises(BaselineError) as raised:
+            baseline.load(path)
+        assert str(path) in str(raised.value) and says in str(raised.value), raised.value
+        assert not baseline.is_baseline(path)
+        with pytest.raises(merge.MergeError, match=str(path)):
+            merge.load(path)
+
+
 @pytest.mark.parametrize(("edit", "says"), [
     (lambda text: text.replace('"schema": 1', '"schema": true'), "no schema version"),
     (lambda text: text.replace('"estimator": {', '"estimator": "5.2.0", "_": {'), "estimator is '5.2.0', not an object"),

@@ -32,6 +32,8 @@ from ..errors import TargetError
 Number = int | float
 
 DEFAULT_ACCELERATOR = "ethos-u55-256"  # Vela's own default for --accelerator-config
+#: how Vela spells an accelerator config (``ethos-u65-256``): in a test id, the matrix's parameter
+ACCELERATOR_ID = re.compile(r"ethos-u\d+-\d+")
 DEFAULT_CONFIG = "Arm/vela.ini"  # Vela's bundled configuration file
 LEGACY_FLAG = "--debug-force-legacy-core"
 
