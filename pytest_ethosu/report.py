@@ -432,8 +432,11 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
             lines.append(f"ethosu: ExecuTorch lowered {lowered} PyTorch program(s) to TOSA, "
                          f"{lowering_hits} answered from the cache")
     if summary.update:
-        lines.append(f"ethosu baselines: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                     f"{counts.get('unchanged', 0)} unchanged, {len(summary.deleted)} deleted")
+        # from the records, one per estimate: under --dist each every worker runs every test
+        written = {status: sum(r.status is status for r in records)
+                   for status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED)}
+        lines.append(f"ethosu baselines: {written[Status.CREATED]} created, {written[Status.UPDATED]} updated, "
+                     f"{written[Status.UNCHANGED]} unchanged, {len(summary.deleted)} deleted")
         lines += [f"  deleted unused {path}" for path in summary.deleted]
     elif summary.unused:
         how = (summary.command(summary.unused_tests) if summary.unused_tests

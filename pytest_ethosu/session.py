@@ -346,8 +346,6 @@ class EthosuSession:
                                                       f"moving it to {self.relative(pending.path)}: {exc}")
             status = after_test(pending.verdict, passed, existed, changed)
             record = self._final(item, pending, status, errors)
-            if status in (Status.CREATED, Status.UPDATED, Status.UNCHANGED):
-                self.counts[status.value] += 1
             if pending.name:
                 shown = pending.name.encode("utf-8", "backslashreplace").decode("utf-8")  # xdist sends UTF-8
                 item.user_properties.append((f"ethosu[{shown}]", json.dumps({

@@ -351,3 +351,14 @@ def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pyteste
     assert not gone.exists() and notes.exists()
     assert (outside / "default.json").exists()
     assert "unused" not in repo.runpytest(*mode).stdout.str()
+
+
+def test_dist_each_counts_each_baseline_once(repo: pytest.Pytester) -> None:
+    """Under --dist each every worker runs every test; the summary counts each estimate once."""
+    first = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
+    first.stdout.fnmatch_lines(["ethosu: 5 estimate(s); *"])
+    written = next(line for line in first.stdout.lines if line.startswith("ethosu baselines: "))
+    created, _, unchanged = (int(part.split()[0]) for part in written.removeprefix("ethosu baselines: ").split(", ")[:3])
+    assert created + unchanged == 5 and created >= 1, written  # a worker may find the other's file written
+    again = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
+    again.stdout.fnmatch_lines(["ethosu baselines: 0 created, 0 updated, 5 unchanged, 0 deleted"])
