@@ -359,6 +359,6 @@ def test_dist_each_counts_each_baseline_once(repo: pytest.Pytester) -> None:
     first.stdout.fnmatch_lines(["ethosu: 5 estimate(s); *"])
     written = next(line for line in first.stdout.lines if line.startswith("ethosu baselines: "))
     created, _, unchanged = (int(part.split()[0]) for part in written.removeprefix("ethosu baselines: ").split(", ")[:3])
-    assert created + unchanged == 5 and created >= 1, written  # a worker may find the other's file written
+    assert created + unchanged == 5, written  # the record kept may be the worker that found the file written
     again = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
     again.stdout.fnmatch_lines(["ethosu baselines: 0 created, 0 updated, 5 unchanged, 0 deleted"])
