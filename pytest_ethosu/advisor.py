@@ -23,7 +23,7 @@ from typing import Any
 
 from .modelgen import ModelBuilder
 from .result import EstimateResult, Finding, Layer
-from .vela import VelaRun
+from .vela import VelaRun, operator_key
 
 MEMORY_BOUND_RATIO = 1.25
 MIN_SHARE = 1.0  # percent of the network's cycles below which a layer is not worth a finding
@@ -44,14 +44,8 @@ def single_conv(conv: Mapping[str, Any], depth: int) -> bytes | None:
     return m.build(m.max_pool(x, size=1, stride=1, name="after"))
 
 
-def _normal(op: str) -> str:
-    """An operator name in one spelling for both cores: the legacy core writes TFLite's names
-    (``CONV_2D``), regor CamelCase ones (``Conv2D``)."""
-    return op.replace("_", "").lower()
-
-
 def _is_conv(layer: Layer) -> bool:
-    return _normal(layer.op) == "conv2d"
+    return operator_key(layer.op) == "conv2d"
 
 
 def _conv_row(result: EstimateResult) -> Layer | None:
@@ -128,7 +122,7 @@ def cpu_fallback(result: EstimateResult, run: VelaRun) -> list[Finding]:
         entries = [(None, "", op) for op in result.cpu_operators]
     findings = []
     for index, name, op in entries:
-        match = next((r for r in reasons if _normal(r.op) == _normal(op)), None)
+        match = next((r for r in reasons if operator_key(r.op) == operator_key(op)), None)
         if match is not None:
             reasons.remove(match)
         reason = match.reason if match else "Vela gave no reason"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .result import layer_label
+from .vela import operator_key
 
 GATED_TOTALS = (
     "total_cycles",
@@ -260,12 +261,6 @@ def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], 
             pairs.extend((layer, None) for layer in base[b0:b1])
             pairs.extend((None, layer) for layer in now[n0:n1])
     return equal, pairs
-
-
-def operator_key(name: str) -> str:
-    """An operator name as both Vela cores (and TOSA) would agree on it: ``CONV_2D``,
-    ``Conv2D`` and ``conv2d`` are one operator."""
-    return name.replace("_", "").lower()
 
 
 def _keyed(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

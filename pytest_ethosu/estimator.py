@@ -135,7 +135,7 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
 
 def _model_warnings(model: Model, run: VelaRun, cpu_ops: int) -> list[str]:
     found = []
-    if run.npu_operator in run.facts.operators:
+    if run.precompiled:
         found.append(f"{model.display} was already compiled by Vela (it holds an "
                      f"'{run.npu_operator}' operator): Vela leaves that operator on the "
                      "CPU, so this estimate counts no NPU work. Pass the model from before Vela.")

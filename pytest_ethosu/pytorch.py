@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, ModelError
 from .result import EstimateResult, Finding, Layer
+from .vela import DEFAULT_CONFIG, is_generated_name, row_tensor_names
 
 if TYPE_CHECKING:
     from .target import Target
@@ -303,7 +304,7 @@ def compile_spec(target: Target) -> Any:
     try:
         return EthosUCompileSpec(target.accelerator, system_config=target.system_config,
                                  memory_mode=target.memory_mode, extra_flags=list(target.vela_args),
-                                 config_ini=target.config_files[0] if target.config_files else "Arm/vela.ini")
+                                 config_ini=target.config_files[0] if target.config_files else DEFAULT_CONFIG)
     except Exception as exc:
         from .errors import TargetError
 
@@ -557,10 +558,7 @@ def label(layer: Layer) -> str:
 
 
 def _origin(name: str, origins: Mapping[str, Origin]) -> Origin | None:
-    # U85 names the parts of a decomposed operator '<tensor>/<Op>'; Vela names the int32 helper
-    # tensors of a decomposed softmax '<tensor>_int32'
-    base = name.split("/", 1)[0]
-    return origins.get(name) or origins.get(base) or origins.get(base.removesuffix("_int32"))
+    return next((origins[tensor] for tensor in row_tensor_names(name) if tensor in origins), None)
 
 
 def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> EstimateResult:
@@ -586,7 +584,7 @@ def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> 
         rows = list(result.layers)
         origins = [_origin(row.name, partition.origins) for row in rows]
         for i, row in enumerate(rows):  # Vela's own '#N' operators: from the neighbour they were split from
-            if origins[i] is None and row.name.startswith("#"):
+            if origins[i] is None and is_generated_name(row.name):
                 near = [j for j in (i + 1, i - 1) if 0 <= j < len(rows) and rows[j].npu_op == row.npu_op]
                 origins[i] = next((origins[j] for j in near if origins[j] is not None), None)
         for row, origin in zip(rows, origins, strict=True):

@@ -213,12 +213,7 @@ def build_result(model: str, sha256: str, vela_version: str, config_names: tuple
                  vela_args: tuple[str, ...], accelerator: str, run: VelaRun) -> EstimateResult:
     """Assemble the public result from a Vela run."""
     layers = tuple(Layer(index=i, **row) for i, row in enumerate(run.layers))
-    # The CPU's share is what the compiled model runs outside the NPU: every operator that is
-    # not the NPU's custom operator, plus such operators the input already had (a model
-    # compiled before: Vela passes those through for the CPU-side driver).
-    source = run.facts.operators
-    precompiled = tuple(op for op in source if op == run.npu_operator)
-    cpu_operators = tuple(op for op in run.compiled_operators if op != run.npu_operator) + precompiled
+    source, precompiled, cpu_operators = run.facts.operators, run.precompiled, run.cpu_operators
     target = {
         "accelerator": accelerator,
         "system_config": run.system_config,

@@ -113,6 +113,25 @@ def bundled_config_names() -> list[str]:
     return sorted(p.relative_to(directory).as_posix() for p in directory.glob("*/*.ini"))
 
 
+def operator_key(name: str) -> str:
+    """An operator name as both Vela cores (and TOSA) agree on it: ``CONV_2D`` (legacy, TFLite's
+    spelling), ``Conv2D`` (regor) and ``conv2d`` are one operator."""
+    return name.replace("_", "").lower()
+
+
+def row_tensor_names(name: str) -> tuple[str, ...]:
+    """The tensor names a per-layer row's name may stand for, most specific first: U85 names
+    the parts of a decomposed operator ``<tensor>/<Op>``, and Vela names the int32 helper
+    tensors of a decomposed softmax ``<tensor>_int32``."""
+    base = name.split("/", 1)[0]
+    return tuple(dict.fromkeys((name, base, base.removesuffix("_int32"))))
+
+
+def is_generated_name(name: str) -> bool:
+    """A row for an operator Vela made itself (``#12``), named after no tensor of the model."""
+    return name.startswith("#")
+
+
 def macs_per_cycle(accelerator: str) -> int:
     """MACs the accelerator can do per cycle: the number in its name (``ethos-u65-256``)."""
     tail = accelerator.rsplit("-", 1)[-1]
@@ -349,6 +368,17 @@ class VelaRun:
     #: own row with the cycles of the operator it is fused into, so the rows add up to more
     #: than the network's total (which counts them once).
     rows_add_up: bool = True
+
+    @property
+    def precompiled(self) -> tuple[str, ...]:
+        """NPU operators the input already held: a model Vela compiled before, passed through."""
+        return tuple(op for op in self.facts.operators if op == self.npu_operator)
+
+    @property
+    def cpu_operators(self) -> tuple[str, ...]:
+        """What the compiled model runs outside the NPU: every operator that is not Vela's NPU
+        operator, plus the NPU operators the input already had (for the CPU-side driver)."""
+        return tuple(op for op in self.compiled_operators if op != self.npu_operator) + self.precompiled
 
     def to_json(self) -> dict[str, Any]:
         return {
