@@ -171,6 +171,10 @@ class EthosuPerf:
         self._names.add(name)
         result = self._estimate(model, resolved, pytorch, check=True)
         root = session.settings.baseline_root
+        if not nodeid.partition("::")[0]:
+            raise ArgumentError(f"{nodeid}: its test file lies outside pytest's rootdir ({session.rootdir}), so its "
+                                "node id names no file and its baseline would have no place. Run pytest with a rootdir "
+                                "that contains the test files (--rootdir, or the ini file's directory).")
         path = baseline.baseline_path(root, nodeid, name)
         baseline.check_place(path, root, session.relative)
         legacy = None if path.exists() else baseline.legacy_for(root, nodeid, name)

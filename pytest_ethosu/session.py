@@ -345,7 +345,7 @@ class EthosuSession:
                             self.output_errors.append(f"could not delete {self.relative(pending.legacy)} after "
                                                       f"moving it to {self.relative(pending.path)}: {exc}")
             status = after_test(pending.verdict, passed, existed, changed)
-            record = self._final(item, pending, status, errors)
+            record = self._final(item, pending, status)
             if pending.name:
                 shown = pending.name.encode("utf-8", "backslashreplace").decode("utf-8")  # xdist sends UTF-8
                 item.user_properties.append((f"ethosu[{shown}]", json.dumps({
@@ -362,16 +362,29 @@ class EthosuSession:
         state.finished = True  # a check after this would never be recorded (the fixture refuses it)
         return records, errors
 
-    def _final(self, item: pytest.Item, pending: Pending, status: Status, errors: list[str]) -> Record:
+    def _final(self, item: pytest.Item, pending: Pending, status: Status) -> Record:
         """The check's record with its final status, after ``pytest_ethosu_result`` hooks have
-        seen it (once per estimate) and added what they keep with it."""
+        seen it (once per estimate) and added what they keep with it.  A hook's failure, or a
+        value JSON cannot hold, is reported in the summary; it changes neither the test's
+        outcome nor what was written for it."""
         record = pending.record.with_status(status)
         data = record.to_json()
+        where = f"{item.nodeid}" + (f" [{pending.name}]" if pending.name else "")
         try:
             self.config.hook.pytest_ethosu_result(item=item, name=pending.name, result=pending.result, record=data)
-        except Exception as exc:  # a conftest's bug: the test's teardown fails, the session goes on
-            errors.append(f"a pytest_ethosu_result hook raised {type(exc).__name__}: {exc}")
-        extra = {key: value for key, value in data.items() if key not in RECORD_KEYS}
+        except Exception as exc:  # a conftest's bug: reported, the session goes on
+            self.output_errors.append(f"a pytest_ethosu_result hook raised {type(exc).__name__}: {exc} ({where})")
+        extra = {}
+        for key, value in data.items():
+            if key in RECORD_KEYS:
+                continue
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                self.output_errors.append(f"a pytest_ethosu_result hook added {key!r}, which JSON cannot hold "
+                                          f"({exc}); it was left out ({where})")
+                continue
+            extra[key] = value
         return dataclasses.replace(record, extra=extra) if extra else record
 
     # -- end of session --------------------------------------------------------------------------
@@ -379,7 +392,8 @@ class EthosuSession:
     def worker_output(self) -> dict[str, Any]:
         return {"results": {nodeid: [r.to_json() for r in records] for nodeid, records in self.results.items()},
                 "counts": dict(self.counts), "produced": sorted(self.produced),
-                "passed_tests": sorted(self.passed_tests), "collection": self.collection.to_json()}
+                "passed_tests": sorted(self.passed_tests), "collection": self.collection.to_json(),
+                "errors": self.output_errors}
 
     def merge(self, data: dict[str, Any]) -> None:
         self.results.update((nodeid, [Record.from_json(r) for r in records])
@@ -387,6 +401,7 @@ class EthosuSession:
         self.counts.update(data["counts"])
         self.produced.update(data["produced"])
         self.passed_tests.update(data["passed_tests"])
+        self.output_errors.extend(e for e in data["errors"] if e not in self.output_errors)
         self.collection.merge(unused.Collection.from_json(data["collection"]))
 
     def unused_baselines(self) -> list[unused.Unused]:
@@ -417,7 +432,13 @@ class EthosuSession:
         rows = []
         for record in records:
             row = report.summary_row(record, width, verbose)
-            self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record.to_json(), row=row)
+            try:
+                self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record.to_json(), row=row)
+            except Exception as exc:  # a conftest's bug: the row as the plugin made it
+                row = report.summary_row(record, width, verbose)
+                error = f"a pytest_ethosu_summary_row hook raised {type(exc).__name__}: {exc}"
+                if error not in self.output_errors:
+                    self.output_errors.append(error)
             rows.append(row)
         return rows
 

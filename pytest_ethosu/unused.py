@@ -13,7 +13,9 @@ the run saw everything that could have used it.
 - A test file that no longer exists: its baselines are unused when it lay under a directory
   the run collected in full (a path argument, or the rootdir or ``testpaths`` when none was
   given, with nothing under it deselected or broken) and outside every path collection
-  ignored.
+  ignored; never when the baseline directory lies outside the rootdir (it may be shared with
+  another project), nor for a file that names a test whose file exists (a second baseline
+  directory nested in this one).
 
 Anything else is out of scope and left alone: a selection never deletes a baseline.  Nothing
 is judged at all when collection did not end normally (a usage error, ``pytest.exit``), when
@@ -145,9 +147,13 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
     known = collection.files | collection.partial | {n.partition("::")[0] for n in collected}
     by_location = {baseline.location(root, f): f for f in known}
 
+    # a baseline directory outside the rootdir may be another project's too (a monorepo's shared
+    # directory): a test file missing from this project is not known to be deleted
+    shared = not root.resolve().is_relative_to(rootdir.resolve())
+
     def deleted_file(file_part: str) -> str | None:
         """The complete directory a test file that no longer exists lay under, if any."""
-        if (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored) or any(
+        if shared or (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored) or any(
                 fnmatch.fnmatch(str(rootdir / file_part), g) or fnmatch.fnmatch(file_part, g)
                 for g in collection.ignore_globs):
             return None
@@ -181,7 +187,7 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
             target = known_file if known_file in files else None
         else:  # a location of no test file this run knows: one that was deleted, if its name says which
             gone = _file_of(path.parent.parent, root)
-            target = deleted_file(gone) if gone is not None else None
+            target = deleted_file(gone) if gone is not None and not _names_a_test_on_disk(path, rootdir) else None
         if target is not None:
             unused.append(Unused(path, target))
     return unused
@@ -199,6 +205,17 @@ def _owner(path: Path, root: Path) -> str | None:
     if path in (baseline.baseline_path(root, test, name), baseline.legacy_path(root, test, name)):
         return test
     return None
+
+
+def _names_a_test_on_disk(path: Path, rootdir: Path) -> bool:
+    """The file says it is the baseline of a test whose file exists, though it lies elsewhere
+    (a second baseline directory nested in this one, a copy): not a deleted file's."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    test = document.get("test") if isinstance(document, dict) else None
+    return isinstance(test, str) and bool(test.partition("::")[0]) and (rootdir / test.partition("::")[0]).is_file()
 
 
 def _file_of(location: Path, root: Path) -> str | None:

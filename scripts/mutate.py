@@ -281,6 +281,23 @@ MUTATIONS = (
     Mutation("accelerator-twice", "an accelerator named twice is refused",
              "pytest_ethosu/options.py", "        if twice:  # each would be", "        if False:  # each would be",
              ("tests/test_option_table.py::test_an_accelerator_named_twice_is_refused",)),
+    Mutation("hook-values-unchecked", "a hook's value JSON cannot hold is left out, never breaks the reports",
+             "pytest_ethosu/session.py", "                json.dumps(value, allow_nan=False)", "                pass",
+             ("tests/test_scope.py::test_hooks_that_fail_are_reported_and_change_no_outcome[serial]",)),
+    Mutation("result-hook-error-fails-test", "a result hook's error changes no outcome and no baseline",
+             "pytest_ethosu/session.py", "        except Exception as exc:  # a conftest's bug: reported, the session goes on",
+             "        except KeyboardInterrupt as exc:  #", ("tests/test_scope.py::test_hooks_that_fail_are_reported_and_change_no_outcome[serial]",)),
+    Mutation("row-hook-traceback", "a summary-row hook's error is one line, the summary stands",
+             "pytest_ethosu/session.py", "            except Exception as exc:  # a conftest's bug: the row as the plugin made it",
+             "            except KeyboardInterrupt as exc:  #", ("tests/test_scope.py::test_hooks_that_fail_are_reported_and_change_no_outcome[serial]",)),
+    Mutation("nested-baselines-judged", "a nested second baseline directory is not a deleted file's",
+             "pytest_ethosu/unused.py", " and not _names_a_test_on_disk(path, rootdir)", "", ("tests/test_scope.py::test_baselines_another_project_or_directory_keeps_are_not_judged",)),
+    Mutation("shared-baselines-judged", "a baseline directory outside the rootdir never loses a missing file's baselines",
+             "pytest_ethosu/unused.py", "        if shared or (rootdir / file_part).is_file()",
+             "        if (rootdir / file_part).is_file()", ("tests/test_scope.py::test_baselines_another_project_or_directory_keeps_are_not_judged",)),
+    Mutation("outside-rootdir-traceback", "a test file outside the rootdir is refused in one line",
+             "pytest_ethosu/fixture.py", '        if not nodeid.partition("::")[0]:', "        if False:",
+             ("tests/test_scope.py::test_a_test_file_outside_the_rootdir_is_refused_in_one_line",)),
 )
 
 

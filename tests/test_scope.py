@@ -463,3 +463,72 @@ def test_forked_is_refused_in_one_line(project: pytest.Pytester) -> None:
     project.makepyfile(test_other="def test_other():\n    pass\n")
     # tests without estimates may fork (collected only: pytest-forked 1.7.5 fails every test under pytest 9)
     assert project.runpytest_subprocess("--forked", "--co", "test_other.py", "-p", "no:xdist").ret == 0
+
+
+def test_hooks_that_fail_are_reported_and_change_no_outcome(project: pytest.Pytester, mode: list[str]) -> None:
+    """A result hook that raises or adds what JSON cannot hold, a summary-row hook that raises:
+    each is one line in the summary; the test's outcome, its baseline and the reports stand."""
+    project.makeconftest("""
+        import pathlib
+
+        def pytest_ethosu_result(item, name, result, record):
+            record["where"] = pathlib.Path("x")
+            record["nan"] = float("nan")
+            record["kept"] = 1
+            if item.name == "test_raises":
+                raise RuntimeError("boom")
+
+        def pytest_ethosu_summary_row(config, record, row):
+            raise KeyError("fps")
+    """)
+    project.makepyfile(test_h=CHECK.format(name="raises") + CHECK.format(name="fine"))
+    result = project.runpytest("--ethosu-update", "--ethosu-json=r.json", *mode)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random([
+        "ethosu: a pytest_ethosu_result hook raised RuntimeError: boom (test_h.py::test_raises [default])",
+        "ethosu: a pytest_ethosu_result hook added 'where', which JSON cannot hold (*); it was left out (*)",
+        "ethosu: a pytest_ethosu_result hook added 'nan', which JSON cannot hold (*); it was left out (*)",
+        "ethosu: a pytest_ethosu_summary_row hook raised KeyError: 'fps'",
+        "ethosu baselines: 2 created, 0 updated, 0 unchanged, 0 deleted"])
+    assert sorted(baselines(project)) == ["test_h/test_fine/default.json", "test_h/test_raises/default.json"]
+    entries = json.loads((project.path / "r.json").read_text())["estimates"]
+    assert [(e["test"], e["status"], e["extra"]) for e in entries] == [
+        ("test_h.py::test_fine", "created", {"kept": 1}), ("test_h.py::test_raises", "created", {"kept": 1})]
+
+
+def test_baselines_another_project_or_directory_keeps_are_not_judged(project: pytest.Pytester) -> None:
+    """A second baseline directory nested in this one (a nightly job's), and a baseline directory
+    outside the rootdir that another project shares: neither is taken for a deleted file's."""
+    project.makepyfile(**{"tests/test_a": CHECK.format(name="one")})
+    project.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=1)
+    nightly = ["--ethosu-baseline-dir=baselines/nightly", "-p", "no:xdist"]
+    project.runpytest("--ethosu-update", *nightly).assert_outcomes(passed=1)
+    before = baselines(project)
+    assert "nightly/tests/test_a/test_one/default.json" in before
+    for update in ([], ["--ethosu-update"]):
+        result = project.runpytest(*update, "-p", "no:xdist")
+        assert unused_lines(result) == [] and "deleted unused" not in result.stdout.str(), result.stdout.str()
+    assert baselines(project) == before
+
+    shared = project.path.parent / f"{project.path.name}-shared"  # another project's tests keep theirs here too
+    other = {"schema": 1, "test": "tests/test_b.py::test_b", "name": "default"}
+    project.runpytest("--ethosu-update", f"--ethosu-baseline-dir={shared}", "-p", "no:xdist").assert_outcomes(passed=1)
+    theirs = shared / "tests" / "test_b" / "test_b" / "default.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text(json.dumps({**json.loads((shared / "tests/test_a/test_one/default.json").read_text()), **other}))
+    for update in ([], ["--ethosu-update"]):
+        result = project.runpytest(*update, f"--ethosu-baseline-dir={shared}", "-p", "no:xdist")
+        assert unused_lines(result) == [] and "deleted unused" not in result.stdout.str(), result.stdout.str()
+    assert theirs.exists()
+    shutil.rmtree(shared)
+
+
+def test_a_test_file_outside_the_rootdir_is_refused_in_one_line(project: pytest.Pytester) -> None:
+    (project.path / "r").mkdir()
+    (project.path / "r" / "pytest.ini").write_text("[pytest]\n")
+    project.makepyfile(**{"t1/test_out": CHECK.format(name="out").replace("models/", str(project.path / "models") + "/")})
+    result = project.runpytest("--rootdir=r", "-c", "r/pytest.ini", "t1/test_out.py", "-p", "no:cacheprovider",
+                               "-p", "no:xdist")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["ArgumentError: ::test_out: its test file lies outside pytest's rootdir*"])
+    assert "Traceback" not in result.stdout.str()
