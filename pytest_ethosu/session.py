@@ -9,9 +9,11 @@ hooks that gather and report it:
 - the collection hooks (``pytest_ignore_collect``, ``pytest_make_collect_report``,
   ``pytest_itemcollected``, ``pytest_collection_finish``) note what the run saw in full, so that
   ``unused.py`` judges only those baselines;
-- ``pytest_sessionfinish``: an xdist worker hands its records to the controller through
-  ``workeroutput`` (workers never write session-level files); the controller deletes unused
-  baselines under ``--ethosu-update`` and writes the JSON and Markdown reports;
+- an xdist worker sends each test's records with its teardown report (read by
+  ``pytest_runtest_logreport`` on the controller, so a worker that dies later loses none), and
+  what collection saw, the counts and its errors through ``workeroutput`` at
+  ``pytest_sessionfinish`` (workers never write session-level files); the controller deletes
+  unused baselines under ``--ethosu-update`` and writes the JSON and Markdown reports;
 - ``pytest_terminal_summary`` prints the lines ``report.summary_lines`` builds.
 """
 
@@ -233,6 +235,8 @@ class EthosuSession:
             outcome.outcome = "failed"
             outcome.longrepr = escape.terminal_lines("\n".join(errors))
         outcome.user_properties = list(item.user_properties)  # junitxml reads them from teardown's report
+        if self.is_worker:  # to the controller with the test's report, so a worker that dies later loses none
+            outcome.ethosu_records = json.dumps([r.to_json() for r in records])  # type: ignore[attr-defined]
         if self.pytest_html and records:
             from .html_report import extras_for_pytest_html
 
@@ -240,6 +244,13 @@ class EthosuSession:
             entries = report.json_report(records, "")["estimates"]
             outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
         return outcome
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the xdist controller: a worker's records, with its test's teardown report (the
+        last attempt's replace an earlier one's)."""
+        data = getattr(report, "ethosu_records", None)
+        if not self.is_worker and report.when == "teardown" and isinstance(data, str):
+            self.results[report.nodeid] = [Record.from_json(r) for r in json.loads(data)]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._estimator is not None:
@@ -390,14 +401,11 @@ class EthosuSession:
     # -- end of session --------------------------------------------------------------------------
 
     def worker_output(self) -> dict[str, Any]:
-        return {"results": {nodeid: [r.to_json() for r in records] for nodeid, records in self.results.items()},
-                "counts": dict(self.counts), "produced": sorted(self.produced),
+        return {"counts": dict(self.counts), "produced": sorted(self.produced),
                 "passed_tests": sorted(self.passed_tests), "collection": self.collection.to_json(),
                 "errors": self.output_errors}
 
     def merge(self, data: dict[str, Any]) -> None:
-        self.results.update((nodeid, [Record.from_json(r) for r in records])
-                            for nodeid, records in data["results"].items())
         self.counts.update(data["counts"])
         self.produced.update(data["produced"])
         self.passed_tests.update(data["passed_tests"])

@@ -532,3 +532,24 @@ def test_a_test_file_outside_the_rootdir_is_refused_in_one_line(project: pytest.
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["ArgumentError: ::test_out: its test file lies outside pytest's rootdir*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_worker_that_dies_loses_no_record_of_the_tests_it_ran(project: pytest.Pytester) -> None:
+    """Records go to the controller with each test's report: a worker crash later keeps them."""
+    project.makepyfile(test_w="""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_many(ethosu_perf, i):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+
+        def test_zcrash(ethosu_perf):
+            ethosu_perf("models/base.tflite", accelerator="ethos-u55-64")
+            os._exit(1)
+    """)
+    result = project.runpytest("-n", "2", "--max-worker-restart=0", "--ethosu-update", "--ethosu-json=r.json")
+    assert result.parseoutcomes().get("passed") == 6, result.stdout.str()
+    entries = json.loads((project.path / "r.json").read_text())["estimates"]
+    assert sorted(e["test"] for e in entries) == [f"test_w.py::test_many[{i}]" for i in range(6)]
+    assert all(e["status"] == "created" for e in entries)
