@@ -202,7 +202,20 @@ class EthosuSession:
             shown = self.node_path(start / ignored)
             if shown is not None:
                 self.collection.ignored.add(shown)
-        self.collection.ignore_globs = [str(g) for g in self.config.getoption("ignore_glob", None) or []]
+        # pytest matches --ignore-glob patterns made absolute from where it started
+        globs = [str(start / str(g)) for g in self.config.getoption("ignore_glob", None) or []]
+        for plugin in self.config.pluginmanager.get_plugins():  # conftests' collect_ignore(_glob), as --ignore
+            where = Path(getattr(plugin, "__file__", None) or "x")
+            if where.name != "conftest.py":
+                continue
+            for entry in getattr(plugin, "collect_ignore", None) or []:
+                shown = self.node_path(where.parent / str(entry))
+                if shown is not None:
+                    self.collection.ignored.add(shown)
+            globs += [str(where.parent / str(g)) for g in getattr(plugin, "collect_ignore_glob", None) or []]
+        self.collection.ignore_globs = globs
+        repeated = [item.nodeid for item in session.items if item.get_closest_marker("repeat")]
+        self.collection.partial.update(nodeid.partition("::")[0] for nodeid in repeated)
         if (self.config.getoption("count", None) or 1) > 1:  # pytest-repeat: every test id has a new parameter
             self.collection.partial.update(self.collection.files)
         self.collection.complete = True
@@ -383,7 +396,7 @@ class EthosuSession:
         where = f"{item.nodeid}" + (f" [{pending.name}]" if pending.name else "")
         try:
             self.config.hook.pytest_ethosu_result(item=item, name=pending.name, result=pending.result, record=data)
-        except Exception as exc:  # a conftest's bug: reported, the session goes on
+        except (Exception, pytest.fail.Exception, pytest.skip.Exception, SystemExit) as exc:  # reported; goes on
             self.output_errors.append(f"a pytest_ethosu_result hook raised {type(exc).__name__}: {exc} ({where})")
         extra = {}
         for key, value in data.items():
@@ -416,7 +429,8 @@ class EthosuSession:
         """The baselines this run may call unused (``unused.py`` has the rule): none when the
         tests' bodies did not run."""
         option = self.config.option
-        if option.collectonly or getattr(option, "setuponly", False) or getattr(option, "setupplan", False):
+        if option.collectonly or any(getattr(option, name, False) for name in (
+                "setuponly", "setupplan", "showfixtures", "show_fixtures_per_test")):
             return []
         return unused.find(self.settings.baseline_root, self.rootdir, self.collection, self.produced,
                            self.passed_tests)
@@ -442,7 +456,7 @@ class EthosuSession:
             row = report.summary_row(record, width, verbose)
             try:
                 self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record.to_json(), row=row)
-            except Exception as exc:  # a conftest's bug: the row as the plugin made it
+            except (Exception, pytest.fail.Exception, pytest.skip.Exception, SystemExit) as exc:  # the plugin's row
                 row = report.summary_row(record, width, verbose)
                 error = f"a pytest_ethosu_summary_row hook raised {type(exc).__name__}: {exc}"
                 if error not in self.output_errors:

@@ -153,9 +153,10 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
 
     def deleted_file(file_part: str) -> str | None:
         """The complete directory a test file that no longer exists lay under, if any."""
-        if shared or (rootdir / file_part).is_file() or any(_under(file_part, i) for i in collection.ignored) or any(
-                fnmatch.fnmatch(str(rootdir / file_part), g) or fnmatch.fnmatch(file_part, g)
-                for g in collection.ignore_globs):
+        where = rootdir / file_part
+        if shared or where.is_file() or any(_under(file_part, i) for i in collection.ignored) or any(
+                fnmatch.fnmatch(str(path), g) for g in collection.ignore_globs
+                for path in (where, *where.parents) if rootdir in (path, *path.parents)):
             return None
         return next((d for d in directories if _under(file_part, d)), None)
 

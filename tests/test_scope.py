@@ -61,7 +61,9 @@ def test_layout(tree: pytest.Pytester) -> None:
 @pytest.mark.parametrize("run", ["subdirectory", "ignore", "keyword", "node", "module skip", "collection error",
                                  "collection error, continued", "deselect", "last failed", "dropped",
                                  "ignore a deleted file", "ignore-glob a deleted file", "exit in collection",
-                                 "usage error in collection", "setup only", "repeat"])
+                                 "usage error in collection", "setup only", "repeat", "repeat marker",
+                                 "ignore-glob from a subdirectory", "ignore-glob a deleted directory",
+                                 "collect_ignore a deleted file", "fixtures"])
 def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[str], run: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of these runs leaves a test file out of what it saw in full: --ethosu-update
@@ -72,9 +74,20 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
             "collection error, continued": ["--continue-on-collection-errors"], "last failed": ["--lf"],
             "ignore a deleted file": ["--ignore=tests/test_other.py"], "ignore-glob a deleted file": [
                 "--ignore-glob=*/test_oth*.py"], "usage error in collection": ["--forked"],
-            "setup only": ["--setup-only"], "repeat": ["--count=2"]}.get(run, [])
-    if run.endswith("a deleted file"):  # not on disk (deleted, or outside a sparse checkout), and ignored
+            "setup only": ["--setup-only"], "repeat": ["--count=2"], "fixtures": ["--fixtures"],
+            "ignore-glob from a subdirectory": ["--ignore-glob=test_oth*.py"],
+            "ignore-glob a deleted directory": ["--ignore-glob=*/sub"]}.get(run, [])
+    if run.endswith("a deleted file") or run in ("ignore-glob from a subdirectory", "fixtures"):  # not on disk
         (tree.path / "tests" / "test_other.py").unlink()
+    if run == "ignore-glob from a subdirectory":
+        monkeypatch.chdir(tree.path / "tests")
+    if run == "ignore-glob a deleted directory":  # a sparse checkout
+        shutil.rmtree(tree.path / "tests" / "sub")
+    if run == "collect_ignore a deleted file":
+        (tree.path / "tests" / "conftest.py").write_text('collect_ignore = ["test_other.py"]\n')
+    if run == "repeat marker":  # pytest-repeat's marker: test_one runs as [1-2] and [2-2]
+        tree.makepyfile(**{"tests/test_a": "import pytest\n@pytest.mark.repeat(2)" + CHECK.format(name="one")
+                           + CHECK.format(name="two")})
     if run == "exit in collection":  # a conftest that stops the run before the plugin saw collection end
         tree.makeconftest("import pytest\n@pytest.hookimpl(tryfirst=True)\n"
                           "def pytest_collection_finish(session):\n    pytest.exit('no NPU here', returncode=0)\n")
@@ -98,7 +111,7 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
         assert "deleted unused" not in result.stdout.str()
         now = baselines(tree)
         assert {path: now.get(path) for path in before} == before
-        assert now == before or run == "repeat"  # pytest-repeat's instances ([1-2], [2-2]) get files of their own
+        assert now == before or run.startswith("repeat")  # pytest-repeat's instances ([1-2], [2-2]) get files
 
 
 def test_runs_with_and_without_the_accelerator_option_keep_each_others_baselines(project: pytest.Pytester,
@@ -471,29 +484,39 @@ def test_hooks_that_fail_are_reported_and_change_no_outcome(project: pytest.Pyte
     project.makeconftest("""
         import pathlib
 
+        import pytest
+
         def pytest_ethosu_result(item, name, result, record):
             record["where"] = pathlib.Path("x")
             record["nan"] = float("nan")
             record["kept"] = 1
             if item.name == "test_raises":
                 raise RuntimeError("boom")
+            if item.name == "test_fails":
+                pytest.fail("over budget")  # the test has ended: reported, as any other exception
 
         def pytest_ethosu_summary_row(config, record, row):
+            if record["test"].endswith("test_fails"):
+                pytest.skip("no row")
             raise KeyError("fps")
     """)
-    project.makepyfile(test_h=CHECK.format(name="raises") + CHECK.format(name="fine"))
+    project.makepyfile(test_h=CHECK.format(name="raises") + CHECK.format(name="fine") + CHECK.format(name="fails"))
     result = project.runpytest("--ethosu-update", "--ethosu-json=r.json", *mode)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines_random([
         "ethosu: a pytest_ethosu_result hook raised RuntimeError: boom (test_h.py::test_raises [default])",
+        "ethosu: a pytest_ethosu_result hook raised Failed: over budget (test_h.py::test_fails [default])",
+        "ethosu: a pytest_ethosu_summary_row hook raised Skipped: no row",
         "ethosu: a pytest_ethosu_result hook added 'where', which JSON cannot hold (*); it was left out (*)",
         "ethosu: a pytest_ethosu_result hook added 'nan', which JSON cannot hold (*); it was left out (*)",
         "ethosu: a pytest_ethosu_summary_row hook raised KeyError: 'fps'",
-        "ethosu baselines: 2 created, 0 updated, 0 unchanged, 0 deleted"])
-    assert sorted(baselines(project)) == ["test_h/test_fine/default.json", "test_h/test_raises/default.json"]
+        "ethosu baselines: 3 created, 0 updated, 0 unchanged, 0 deleted"])
+    assert sorted(baselines(project)) == ["test_h/test_fails/default.json", "test_h/test_fine/default.json",
+                                          "test_h/test_raises/default.json"]
     entries = json.loads((project.path / "r.json").read_text())["estimates"]
     assert [(e["test"], e["status"], e["extra"]) for e in entries] == [
-        ("test_h.py::test_fine", "created", {"kept": 1}), ("test_h.py::test_raises", "created", {"kept": 1})]
+        ("test_h.py::test_fails", "created", {"kept": 1}), ("test_h.py::test_fine", "created", {"kept": 1}),
+        ("test_h.py::test_raises", "created", {"kept": 1})]
 
 
 def test_baselines_another_project_or_directory_keeps_are_not_judged(project: pytest.Pytester) -> None:
