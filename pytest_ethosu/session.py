@@ -68,6 +68,10 @@ class EthosuSession:
         self.interrupted = False
         self.output_errors: list[str] = []
         settings = self.settings
+        if settings.update and not self.is_worker and config.getoption("dist", "no") == "each":
+            raise pytest.UsageError("--ethosu-update under --dist each: every worker runs every test and writes its "
+                                    "baselines, also for a test that fails on another worker. Update without "
+                                    "--dist each (-n N alone shares the tests out).")
         for words in two_word_paths(list(config.invocation_params.args)) if not self.is_worker else ():
             self.output_errors.append(
                 f"{words}: write it as {words.replace(' ', '=', 1)}. Given as two words, pytest may take "

@@ -353,12 +353,14 @@ def test_baselines_of_deleted_tests_are_found_in_a_full_run(repo: pytest.Pyteste
     assert "unused" not in repo.runpytest(*mode).stdout.str()
 
 
-def test_dist_each_counts_each_baseline_once(repo: pytest.Pytester) -> None:
-    """Under --dist each every worker runs every test; the summary counts each estimate once."""
-    first = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
-    first.stdout.fnmatch_lines(["ethosu: 5 estimate(s); *"])
-    written = next(line for line in first.stdout.lines if line.startswith("ethosu baselines: "))
-    created, _, unchanged = (int(part.split()[0]) for part in written.removeprefix("ethosu baselines: ").split(", ")[:3])
-    assert created + unchanged == 5, written  # the record kept may be the worker that found the file written
-    again = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
-    again.stdout.fnmatch_lines(["ethosu baselines: 0 created, 0 updated, 5 unchanged, 0 deleted"])
+def test_dist_each_shows_each_estimate_once_and_refuses_to_update(repo: pytest.Pytester) -> None:
+    """Under --dist each every worker runs every test: the summary shows each estimate once, and
+    --ethosu-update is refused (a worker would write a baseline for a test another one failed)."""
+    repo.runpytest("--ethosu-update", "-p", "no:xdist").assert_outcomes(passed=4)
+    before = snapshot(repo.path / "baselines")
+    each = repo.runpytest("-n", "2", "--dist", "each")
+    each.stdout.fnmatch_lines(["ethosu: 5 estimate(s); *"])
+    refused = repo.runpytest("--ethosu-update", "-n", "2", "--dist", "each")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--ethosu-update under --dist each: every worker runs every test*"])
+    assert snapshot(repo.path / "baselines") == before
