@@ -67,6 +67,11 @@ def split_names(values: Any) -> list[str]:
     return [name.strip() for item in items for name in str(item).replace(",", " ").split() if name.strip()]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names given more than once (an accelerator twice would be two tests, two baselines)."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its flag, its ini key (``None`` where there is a reason for none), its kind."""
@@ -247,7 +252,7 @@ def read(config: pytest.Config, name: str) -> Any:
         return path if path.is_absolute() else config.rootpath / path
     if option.kind == "names":
         names = split_names(value)
-        twice = sorted({name for name in names if names.count(name) > 1})
+        twice = repeated(names)
         if twice:  # each would be a test of its own, with its own baseline ([name_0], [name_1])
             raise pytest.UsageError(f"{option.flag} / {option.ini}: {', '.join(twice)} given more than once")
         return names

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from .fixture import EthosuPerf
-from .options import MARKER_KEYS, add_options, split_names
+from .options import MARKER_KEYS, add_options, repeated, split_names
 from .session import EthosuSession
 
 session_key = pytest.StashKey[EthosuSession]()
@@ -52,7 +52,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = next((m.kwargs["accelerators"] for m in markers if "accelerators" in m.kwargs), None)
     if marker is not None:
         names = split_names(marker)
-        twice = sorted({name for name in names if names.count(name) > 1})
+        twice = repeated(names)
         if twice:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.ethosu(accelerators=...) names "
                                     f"{', '.join(twice)} more than once")

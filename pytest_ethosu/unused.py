@@ -168,7 +168,8 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
     for path in baseline.find_baselines(root):
         if str(path) in produced or os.path.realpath(path) in used:
             continue
-        owner = _owner(path, root)
+        named = _named(path)
+        owner = _owner(path, root, named)
         target: str | None = None
         if owner is not None:  # the file says which test made it, and lies where that test keeps it
             file_part = owner.partition("::")[0]
@@ -188,35 +189,35 @@ def find(root: Path, rootdir: Path, collection: Collection, produced: set[str], 
             target = known_file if known_file in files else None
         else:  # a location of no test file this run knows: one that was deleted, if its name says which
             gone = _file_of(path.parent.parent, root)
-            target = deleted_file(gone) if gone is not None and not _names_a_test_on_disk(path, rootdir) else None
+            target = deleted_file(gone) if gone is not None and not _names_a_test_on_disk(named, rootdir) else None
         if target is not None:
             unused.append(Unused(path, target))
     return unused
 
 
-def _owner(path: Path, root: Path) -> str | None:
-    """The node id a baseline file names, when the file lies where that test keeps it."""
+def _named(path: Path) -> tuple[str, str] | None:
+    """The (test, estimate name) a baseline file says it holds; read once per file."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    test, name = document.get("test"), document.get("name")
-    if not isinstance(test, str) or not isinstance(name, str) or not test:
+    test, name = (document.get("test"), document.get("name")) if isinstance(document, dict) else (None, None)
+    return (test, name) if isinstance(test, str) and isinstance(name, str) and test else None
+
+
+def _owner(path: Path, root: Path, named: tuple[str, str] | None) -> str | None:
+    """The node id a baseline file names, when the file lies where that test keeps it."""
+    if named is None:
         return None
-    if path in (baseline.baseline_path(root, test, name), baseline.legacy_path(root, test, name)):
-        return test
-    return None
+    test, name = named
+    return test if path in (baseline.baseline_path(root, test, name), baseline.legacy_path(root, test, name)) else None
 
 
-def _names_a_test_on_disk(path: Path, rootdir: Path) -> bool:
+def _names_a_test_on_disk(named: tuple[str, str] | None, rootdir: Path) -> bool:
     """The file says it is the baseline of a test whose file exists, though it lies elsewhere
     (a second baseline directory nested in this one, a copy): not a deleted file's."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    test = document.get("test") if isinstance(document, dict) else None
-    return isinstance(test, str) and bool(test.partition("::")[0]) and (rootdir / test.partition("::")[0]).is_file()
+    file_part = named[0].partition("::")[0] if named is not None else ""
+    return bool(file_part) and (rootdir / file_part).is_file()
 
 
 def _file_of(location: Path, root: Path) -> str | None:

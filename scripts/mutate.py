@@ -293,7 +293,7 @@ MUTATIONS = (
              "            except (Exception, pytest.fail.Exception, pytest.skip.Exception, SystemExit) as exc:  # the",
              "            except (KeyboardInterrupt,) as exc:  #", ("tests/test_scope.py::test_hooks_that_fail_are_reported_and_change_no_outcome[serial]",)),
     Mutation("nested-baselines-judged", "a nested second baseline directory is not a deleted file's",
-             "pytest_ethosu/unused.py", " and not _names_a_test_on_disk(path, rootdir)", "", ("tests/test_scope.py::test_baselines_another_project_or_directory_keeps_are_not_judged",)),
+             "pytest_ethosu/unused.py", " and not _names_a_test_on_disk(named, rootdir)", "", ("tests/test_scope.py::test_baselines_another_project_or_directory_keeps_are_not_judged",)),
     Mutation("shared-baselines-judged", "a baseline directory outside the rootdir never loses a missing file's baselines",
              "pytest_ethosu/unused.py", "        if shared or (rootdir / file_part).is_file()",
              "        if (rootdir / file_part).is_file()", ("tests/test_scope.py::test_baselines_another_project_or_directory_keeps_are_not_judged",)),

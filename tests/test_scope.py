@@ -63,7 +63,7 @@ def test_layout(tree: pytest.Pytester) -> None:
                                  "ignore a deleted file", "ignore-glob a deleted file", "exit in collection",
                                  "usage error in collection", "setup only", "repeat", "repeat marker",
                                  "ignore-glob from a subdirectory", "ignore-glob a deleted directory",
-                                 "collect_ignore a deleted file", "fixtures"])
+                                 "collect_ignore a deleted file", "collect_ignore_glob a deleted file", "fixtures"])
 def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[str], run: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of these runs leaves a test file out of what it saw in full: --ethosu-update
@@ -85,6 +85,8 @@ def test_a_selection_never_deletes_a_baseline(tree: pytest.Pytester, mode: list[
         shutil.rmtree(tree.path / "tests" / "sub")
     if run == "collect_ignore a deleted file":
         (tree.path / "tests" / "conftest.py").write_text('collect_ignore = ["test_other.py"]\n')
+    if run == "collect_ignore_glob a deleted file":
+        (tree.path / "tests" / "conftest.py").write_text('collect_ignore_glob = ["test_oth*.py"]\n')
     if run == "repeat marker":  # pytest-repeat's marker: test_one runs as [1-2] and [2-2]
         tree.makepyfile(**{"tests/test_a": "import pytest\n@pytest.mark.repeat(2)" + CHECK.format(name="one")
                            + CHECK.format(name="two")})
