@@ -68,7 +68,7 @@ def measure(name: str, make: object, inputs: tuple[torch.Tensor, ...], batches: 
             module = make()  # type: ignore[operator]
             started = time.perf_counter()
             program, _, _ = pytorch.load_program(module, inputs, ROOT)
-            pytorch.program_key(program)
+            pytorch.program_digests(program)
             export.append(time.perf_counter() - started)
 
             cold = Estimator(ROOT, scratch, 600, cache=EstimateCache(cache_dir))

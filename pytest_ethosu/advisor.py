@@ -1,15 +1,23 @@
-"""Findings a person would otherwise dig out of the per-layer table by hand.
+"""The built-in advice rules: findings a person would otherwise dig out of the per-layer table.
+
+The rules are a plugin on the project's own ``pytest_ethosu_advice`` hook (registered as
+``ethosu-advisor``, first, so conftest hooks see their findings; ``-p no:ethosu-advisor``
+turns them off and leaves other hooks running).  They run once per estimate, over the final
+result, whatever the input format: a ``.tflite``, a ``.tosa`` file or a PyTorch model's merged
+partitions.  Besides the figures they read the result's ``evidence`` (``result.Evidence``).
 
 - ``channel_padding``: a convolution whose output depth is not a multiple of the depth the
   accelerator computes at a time (from Vela's architecture data; see
-  ``vela.engine.depth_granularity``).  Each suggestion is checked with Vela: the layer is
-  rebuilt (same input shape, kernel, stride, padding, int8) at both depths between two identity
-  1x1 max-pools, so that its feature maps are intermediate tensors as in the real network
-  rather than network inputs and outputs, and estimated on the same target.  The advice is given
-  only when Vela estimates no more cycles at the larger depth.
+  ``vela.engine.depth_granularity``).  Each suggestion is checked with Vela through the hook's
+  ``verify``: the layer is rebuilt (same input shape, kernel, stride, padding, int8) at both
+  depths between two identity 1x1 max-pools, so that its feature maps are intermediate tensors
+  as in the real network rather than network inputs and outputs, and estimated on the same
+  target.  The advice is given only when Vela estimates no more cycles at the larger depth.
 - ``memory_bound``: a layer whose busiest memory area needs at least 1.25x its NPU cycles (as
   in the seed article's fully connected layer), with that area named.
-- ``cpu_fallback``: every operator Vela left on the CPU, with the reason Vela gave.
+- ``cpu_fallback``: every operator left on the CPU, with the reason Vela (or ExecuTorch) gave.
+- ``layout_transposes``: the NCHW <-> NHWC transposes ExecuTorch's Arm backend puts at the
+  edges of a partition, when they cost a noticeable share of the network (PyTorch models).
 - ``hot_spot``: the fewest layers (at most 3) that make up half the network's cycles.
 
 Vela's estimates are not silicon measurements; the findings say what Vela's model predicts.
@@ -21,14 +29,17 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .modelgen import ModelBuilder
+import pytest
+
 from .result import EstimateResult, Finding, Layer
-from .vela import VelaRun, operator_key
+from .vela import Placement, operator_key
 
 MEMORY_BOUND_RATIO = 1.25
 MIN_SHARE = 1.0  # percent of the network's cycles below which a layer is not worth a finding
+LAYOUT_SHARE = 5.0  # percent of the network's cycles from which layout transposes get a finding
 
-Estimate = Callable[[bytes], EstimateResult]
+#: estimates a verification model (TFLite bytes) on the target of the result being advised
+Verify = Callable[[bytes], EstimateResult]
 
 
 def single_conv(conv: Mapping[str, Any], depth: int) -> bytes | None:
@@ -37,6 +48,8 @@ def single_conv(conv: Mapping[str, Any], depth: int) -> bytes | None:
     if (conv["dtype"] != "int8" or conv["dilation"] != [1, 1] or kernel[0] != kernel[1]
             or stride[0] != stride[1] or len(conv["input_shape"]) != 4):
         return None
+    from .modelgen import ModelBuilder  # numpy and flatbuffers: only when a suggestion is checked
+
     m = ModelBuilder(tuple(conv["input_shape"]), seed=0)
     x = m.max_pool(m.input, size=1, stride=1, name="before")
     x = m.conv2d(x, filters=depth, kernel=kernel[0], stride=stride[0], padding=conv["padding"],
@@ -52,15 +65,15 @@ def _conv_row(result: EstimateResult) -> Layer | None:
     return next((layer for layer in result.layers if _is_conv(layer) and layer.macs), None)
 
 
-def channel_padding(result: EstimateResult, run: VelaRun, estimate: Estimate) -> list[Finding]:
-    granularity = run.depth_granularity
-    convs = run.facts.convolutions
+def channel_padding(result: EstimateResult, verify: Verify) -> list[Finding]:
+    granularity = result.evidence.depth_granularity
+    convs = result.evidence.convolutions
     if not granularity:
         return []
     findings = []
     for layer in result.layers:
-        conv = convs.get(layer.name)
-        if not _is_conv(layer) or layer.placement != "NPU" or not layer.macs or conv is None:
+        conv = convs.get(layer.index)
+        if not _is_conv(layer) or layer.placement is not Placement.NPU or not layer.macs or conv is None:
             continue
         depth = int(conv["output_shape"][-1])
         if depth % granularity == 0:
@@ -69,13 +82,13 @@ def channel_padding(result: EstimateResult, run: VelaRun, estimate: Estimate) ->
         now_model, better_model = single_conv(conv, depth), single_conv(conv, better)
         if now_model is None or better_model is None:
             continue
-        now, then = _conv_row(estimate(now_model)), _conv_row(estimate(better_model))
+        now, then = _conv_row(verify(now_model)), _conv_row(verify(better_model))
         if now is None or then is None or float(then.cycles) > float(now.cycles):
             continue
         same = then.cycles == now.cycles
         more_macs = 100.0 * (then.macs - now.macs) / now.macs
         findings.append(Finding(
-            kind="channel_padding", layer=layer.index, name=layer.name, op=layer.op,
+            kind="channel_padding", layer=layer.index, name=layer.label, op=layer.op,
             evidence=(f"output depth {depth} is not a multiple of {granularity}, the depth "
                       f"{result.accelerator} computes at a time; rebuilt alone, the layer takes "
                       f"{now.cycles:,} cycles with {depth} channels and {then.cycles:,} with {better} "
@@ -94,7 +107,7 @@ def memory_bound(result: EstimateResult) -> list[Finding]:
     total = float(result.total_cycles) or 1.0
     for layer in result.layers:
         share = 100.0 * float(layer.cycles) / total
-        if layer.placement != "NPU" or share < MIN_SHARE:
+        if layer.placement is not Placement.NPU or share < MIN_SHARE:
             continue
         areas = {"SRAM": layer.sram_access_cycles, "DRAM": layer.dram_access_cycles,
                  "on-chip flash": layer.on_chip_flash_access_cycles,
@@ -104,7 +117,7 @@ def memory_bound(result: EstimateResult) -> list[Finding]:
             continue
         ratio = float(access) / float(layer.npu_cycles) if layer.npu_cycles else math.inf
         findings.append(Finding(
-            kind="memory_bound", layer=layer.index, name=layer.name, op=layer.op,
+            kind="memory_bound", layer=layer.index, name=layer.label, op=layer.op,
             evidence=(f"{area} access takes {access:,} cycles against {layer.npu_cycles:,} NPU cycles "
                       f"({ratio:.1f}x); the layer is {share:.1f}% of the network's cycles"),
             suggestion=(f"bound by {area} traffic, not by the MACs: move fewer bytes (smaller weights or "
@@ -113,27 +126,40 @@ def memory_bound(result: EstimateResult) -> list[Finding]:
     return findings
 
 
-def cpu_fallback(result: EstimateResult, run: VelaRun) -> list[Finding]:
-    reasons = list(run.cpu_reasons)
-    cpu_layers = [layer for layer in result.layers if layer.placement == "CPU"]
-    # the legacy core reports no CPU rows: fall back to the compiled model's operator names
-    entries: list[tuple[int | None, str, str]] = [(layer.index, layer.name, layer.op) for layer in cpu_layers]
-    if not entries:
-        entries = [(None, "", op) for op in result.cpu_operators]
+def cpu_fallback(result: EstimateResult) -> list[Finding]:
     findings = []
-    for index, name, op in entries:
-        match = next((r for r in reasons if operator_key(r.op) == operator_key(op)), None)
-        if match is not None:
-            reasons.remove(match)
-        reason = match.reason if match else "Vela gave no reason"
+    for cpu in result.evidence.cpu:
+        name = result.layers[cpu.layer].label if cpu.layer is not None else cpu.name
+        if cpu.by == "executorch":
+            evidence = f"{cpu.op} runs on the CPU: ExecuTorch did not delegate it ({cpu.reason})"
+            instead = "operators the accelerator's TOSA profile supports,"
+        else:
+            evidence = f"{cpu.op} runs on the CPU: {cpu.reason or 'Vela gave no reason'}"
+            instead = "operators the NPU supports (vela --supported-ops-report lists them)"
         findings.append(Finding(
-            kind="cpu_fallback", layer=index, name=name, op=op,
-            evidence=f"{op} runs on the CPU: {reason}",
-            suggestion=("Vela does not estimate CPU time, so this operator's cost is missing from the "
-                        "cycles; replace it with operators the NPU supports (vela --supported-ops-report "
-                        "lists them) or budget its CPU time separately"),
-            figures={"reason": reason}))
+            kind="cpu_fallback", layer=cpu.layer, name=name, op=cpu.op, evidence=evidence,
+            suggestion=(f"Vela does not estimate CPU time, so this operator's cost is missing from the "
+                        f"cycles; replace it with {instead} or budget its CPU time separately"),
+            figures={"reason": cpu.reason or ("Vela gave no reason" if cpu.by == "vela" else "")}))
     return findings
+
+
+def layout_transposes(result: EstimateResult) -> list[Finding]:
+    rows = [result.layers[i] for i in result.evidence.layout]
+    total = float(result.total_cycles) or 1.0
+    cycles = sum(float(layer.cycles) for layer in rows)
+    share = 100.0 * cycles / total
+    if not rows or share < LAYOUT_SHARE:
+        return []
+    return [Finding(
+        kind="layout_transposes", layer=None, name=", ".join(dict.fromkeys(r.module or r.name for r in rows)),
+        op="Transpose",
+        evidence=(f"{len(rows)} layout transposes (NCHW <-> NHWC, inserted by ExecuTorch's Arm backend at the "
+                  f"partitions' inputs and outputs) take {cycles:,.0f} cycles, {share:.1f}% of the network"),
+        suggestion=("PyTorch tensors are NCHW and the NPU works in NHWC: feed and return channels-last "
+                    "tensors (example inputs in torch.channels_last memory format), or keep the work in one "
+                    "partition so that the transposes happen once"),
+        figures={"cycles": cycles, "share": share, "layers": [r.index for r in rows]})]
 
 
 def hot_spots(result: EstimateResult) -> list[Finding]:
@@ -151,7 +177,7 @@ def hot_spots(result: EstimateResult) -> list[Finding]:
         else:
             why = "already busy: fewer cycles here need a smaller layer"
         findings.append(Finding(
-            kind="hot_spot", layer=layer.index, name=layer.name, op=layer.op,
+            kind="hot_spot", layer=layer.index, name=layer.label, op=layer.op,
             evidence=(f"{share:.1f}% of the network's cycles ({layer.cycles:,}) at "
                       f"{layer.mac_utilization:.1f}% MAC utilisation"),
             suggestion=why,
@@ -162,7 +188,15 @@ def hot_spots(result: EstimateResult) -> list[Finding]:
     return findings
 
 
-def advise(result: EstimateResult, run: VelaRun, estimate: Estimate) -> list[Finding]:
-    """All findings for one estimate; ``estimate`` compiles a verification model on its target."""
-    return (channel_padding(result, run, estimate) + memory_bound(result)
-            + cpu_fallback(result, run) + hot_spots(result))
+def advise(result: EstimateResult, verify: Verify) -> list[Finding]:
+    """Every built-in rule's findings for one estimate, in this order; ``verify`` estimates a
+    verification model on the result's target."""
+    return (channel_padding(result, verify) + memory_bound(result) + cpu_fallback(result)
+            + layout_transposes(result) + hot_spots(result))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding],
+                         verify: Verify) -> None:
+    """The built-in rules, before any other hook."""
+    findings.extend(advise(result, verify))

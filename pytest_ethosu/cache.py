@@ -6,8 +6,8 @@ Vela version, this plugin's version and ``FORMAT``, the layout of an entry.  The
 the digests of the bytes it hands to Vela (``estimator.py`` reads each file once per estimate),
 so an entry is filed under the content Vela actually read.  The value is the
 ``VelaRun`` from which the estimator builds the result exactly as after a fresh run, so a hit
-and a miss give the same result.  Once the advisor has run, the entry also keeps its findings:
-they depend on nothing outside the key, so a warm session does not run the advisor again.
+and a miss give the same result.  Advice is not cached: the advisor's rules run over every
+result (``advisor.py``), and the models they build to check a suggestion are cached like any other.
 
 Every entry is checked when it is read (its key, types, finite numbers, layers that add up to
 the total); one that fails is ignored, counted in ``invalid`` and replaced.  Entries are
@@ -34,8 +34,7 @@ from .files import write_atomic
 from .target import Target
 from .vela import InvalidRun, VelaRun, vela_version
 
-FORMAT = 4  # 3: entries hold a typed VelaRun; 4: and a digest of their content
-FINDING_TEXT = ("kind", "name", "op", "evidence", "suggestion")
+FORMAT = 5  # 3: entries hold a typed VelaRun; 4: and a digest of their content; 5: no findings
 TAG_NAME = "CACHEDIR.TAG"
 TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
        "# This directory is pytest-ethosu's estimate cache; see https://bford.info/cachedir/\n")
@@ -78,18 +77,12 @@ def clear(path: Path) -> bool:
     return True
 
 
-def _digest(run: Any, findings: Any) -> str:
+def _digest(run: Any) -> str:
     """A digest of an entry's content: a file changed on disk (a partial write, a bad copy, a
     hand edit) no longer matches it.  It detects corruption; it is no defence against someone
     who rewrites the digest too, like pytest's own cache."""
-    text = json.dumps({"run": run, "findings": findings}, sort_keys=True, separators=(",", ":"))
+    text = json.dumps({"run": run}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _is_finding(value: Any) -> bool:
-    return (isinstance(value, dict) and set(value) == {*FINDING_TEXT, "layer", "figures"}
-            and all(isinstance(value[k], str) for k in FINDING_TEXT) and isinstance(value["figures"], dict)
-            and (value["layer"] is None or (isinstance(value["layer"], int) and not isinstance(value["layer"], bool))))
 
 
 class EstimateCache:
@@ -125,8 +118,8 @@ class EstimateCache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> tuple[VelaRun, list[dict[str, Any]] | None] | None:
-        """The cached run and, if the advisor has run, its findings; None on a miss."""
+    def get(self, key: str) -> VelaRun | None:
+        """The cached run; None on a miss."""
         path = self._path(key)
         try:
             text = path.read_text(encoding="utf-8")
@@ -136,24 +129,19 @@ class EstimateCache:
             entry = json.loads(text)
             if not isinstance(entry, dict) or entry.get("key") != key or entry.get("format") != FORMAT:
                 raise InvalidRun("not an entry for this key")
-            findings = entry.get("findings")
-            if entry.get("digest") != _digest(entry["run"], findings):
+            if set(entry) != {"format", "key", "run", "digest"} or entry["digest"] != _digest(entry["run"]):
                 raise InvalidRun("the entry's content does not match its digest")
             run = VelaRun.from_json(entry["run"])
-            if findings is not None and not (isinstance(findings, list) and all(map(_is_finding, findings))):
-                raise InvalidRun("bad findings")
         except (ValueError, KeyError, TypeError, RecursionError):
             self.invalid += 1
             return None
         self.hits += 1
-        return run, findings
+        return run
 
-    def put(self, key: str, run: VelaRun, findings: list[dict[str, Any]] | None) -> None:
+    def put(self, key: str, run: VelaRun) -> None:
         """Store a run; a cache that cannot be written is reported once and then skipped."""
         entry: dict[str, Any] = {"format": FORMAT, "key": key, "run": run.to_json()}
-        if findings is not None:
-            entry["findings"] = findings
-        entry["digest"] = _digest(entry["run"], findings)
+        entry["digest"] = _digest(entry["run"])
         self._write(self._path(key), entry)
 
     def _lowered_path(self, key: str) -> Path:

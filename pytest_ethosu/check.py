@@ -37,6 +37,7 @@ class Pending:
 class ItemState:
     pending: list[Pending] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    baselines: set[str] = field(default_factory=set)  # the baseline files its checks read or wrote (never unused)
     finished: bool = False  # the test's report is made: its checks are recorded, no more can be
 
 

@@ -174,7 +174,7 @@ class Comparison:
 
     @property
     def regressions(self) -> list[Change]:
-        return [c for c in self.changes if c.kind in ("regressed", "to_cpu")]
+        return [c for c in self.changes if c.kind in REGRESSIONS]
 
     @property
     def improvements(self) -> list[Change]:
@@ -217,13 +217,20 @@ class Comparison:
         return structural[0] if structural else None
 
 
+#: the kinds of change that are regressions (a move to the CPU always is one)
+REGRESSIONS = ("regressed", "to_cpu")
+
+
 def worst_first(changes: Sequence[Change]) -> list[Change]:
-    """Changes in the order people should read them: moves to the CPU, then cycles before other
-    metrics, then the largest relative change (new layers count as infinitely large)."""
+    """Changes in the order people should read them, in the terminal, the JSON report and the
+    HTML report alike: moves to the CPU, then other regressions, then the rest; within each,
+    cycles before other metrics, then the largest relative change (new layers count as
+    infinitely large), then the largest absolute one."""
     def size(change: Change) -> float:
         percent = change.percent
         return abs(percent) if percent is not None else math.inf
-    return sorted(changes, key=lambda c: (c.kind != "to_cpu", c.metric not in ("cycles", "total_cycles"),
+    return sorted(changes, key=lambda c: (c.kind != "to_cpu", c.kind not in REGRESSIONS,
+                                          c.metric not in ("cycles", "total_cycles"),
                                           -size(c), -abs(c.delta), c.layer if c.layer is not None else -1))
 
 

@@ -14,8 +14,9 @@
    worker is given ``stage``'s copies of the bytes that were hashed, never the user's files,
    so a file replaced meanwhile cannot pair one content's digest with another's figures;
 6. ``result.build_result`` turns the run into the public result, with warnings for float and
-   already-compiled models, and ``advisor.advise`` adds its findings (its verification
-   estimates come back through this same path, cached like any other).
+   already-compiled models and the evidence the advisor reads.  Advice is not made here: the
+   fixture runs the ``pytest_ethosu_advice`` hook over the final result, and the advisor's
+   verification models come back through this same path (``verify``), cached like any other.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from . import vela
 from .cache import EstimateCache
 from .errors import EthosuError, ModelError, TargetError, VelaCrash, VelaError
 from .files import write_atomic
-from .result import EstimateResult, Finding, build_result
+from .result import EstimateResult, build_result
 from .target import ConfigReader, Configs, Target
 from .vela import InvalidRun, VelaRun
 from .worker import VelaWorker
@@ -162,21 +163,20 @@ class Estimator:
     """Makes estimates for one pytest process; owns its worker and its memo."""
 
     def __init__(self, rootdir: Path, scratch: Path, timeout: float | None,
-                 worker: VelaWorker | None = None, cache: EstimateCache | None = None,
-                 advise: bool = False) -> None:
+                 worker: VelaWorker | None = None, cache: EstimateCache | None = None) -> None:
         self.rootdir = rootdir
         self.scratch = scratch
         self.timeout = timeout
         self.worker = worker or VelaWorker(scratch=scratch)
         self.cache = cache
-        self.advise = advise
         self.configs = ConfigReader()
-        # keyed by (model sha256, (target, .ini sha256), advise): the content Vela reads
-        self._memo: dict[tuple[str, tuple[Target, str], bool], EstimateResult] = {}
+        # keyed by (model sha256, (target, .ini sha256)): the content Vela reads
+        self._memo: dict[tuple[str, tuple[Target, str]], EstimateResult] = {}
         self._crashed: dict[tuple[str, tuple[Target, str]], str] = {}
         self.lowerer: Lowerer | None = None  # PyTorch models: made on the first one
         self.vela_runs = 0  # compilations of the models the tests asked for
         self.advisor_runs = 0  # compilations the advisor made to verify its suggestions
+        self.cache_hits = 0  # estimates the tests asked for that the disk cache answered
 
     def estimate_pytorch(self, model: Any, example_inputs: Any, calibration: Any, quantize: bool, target: Target,
                          logs: list[str] | None = None) -> EstimateResult:
@@ -192,46 +192,42 @@ class Estimator:
         count = len(lowered.partitions)
         results = [self.estimate(p.tosa, target, logs, display=f"{lowered.display} (TOSA partition {i + 1} of {count})")
                    for i, p in enumerate(lowered.partitions)]
-        return pytorch.merge(lowered, results, self.advise)
+        return pytorch.merge(lowered, results)
 
     def estimate(self, model: ModelArg, target: Target, logs: list[str] | None = None,
-                 advise: bool = True, display: str | None = None) -> EstimateResult:
-        """Estimate ``model`` on ``target``; with ``advise`` (and advice on) attach the findings.
-        ``display`` names model bytes in messages."""
+                 display: str | None = None, verifying: bool = False) -> EstimateResult:
+        """Vela's estimate of ``model`` on ``target`` (no advice: that is a pass over the final
+        result, ``advisor.py``).  ``display`` names model bytes in messages; ``verifying``
+        counts a compilation as the advisor's (``verify``)."""
         loaded = load_model(model, self.rootdir, self.scratch)
         if display is not None:
             loaded = dataclasses.replace(loaded, display=display)
-        advise = self.advise and advise
         configs = self.configs.read(target)
-        key = (loaded.sha256, (target, configs.sha256), advise)
+        key = (loaded.sha256, (target, configs.sha256))
         if key in self._memo:
             return dataclasses.replace(self._memo[key], model=loaded.display, source="memo")
-        if key[:2] in self._crashed:
-            raise VelaCrash(f"{loaded.display}: {self._crashed[key[:2]]} (earlier in this session; "
+        if key in self._crashed:
+            raise VelaCrash(f"{loaded.display}: {self._crashed[key]} (earlier in this session; "
                             "not retried)")
         cache_key = self.cache.key(loaded.sha256, target, configs.sha256) if self.cache is not None else None
-        cached = self.cache.get(cache_key) if self.cache is not None and cache_key else None
-        run, stored = cached if cached is not None else (None, None)
-        fresh = run is None
+        run = self.cache.get(cache_key) if self.cache is not None and cache_key else None
+        cached = run is not None
         if run is None:
-            run = self._run_vela(loaded, target, configs, logs, verifying=not advise and self.advise)
+            run = self._run_vela(loaded, target, configs, logs, verifying)
+            if self.cache is not None and cache_key:
+                self.cache.put(cache_key, run)
+        elif not verifying:
+            self.cache_hits += 1
         result = build_result(loaded.display, loaded.sha256, vela.vela_version(), target.config_names,
                               target.vela_args, target.accelerator, run)
-        findings: tuple[Finding, ...] = ()
-        if advise and stored is not None:
-            findings = tuple(Finding(**f) for f in stored)  # advised in an earlier session
-        elif advise:
-            from . import advisor  # builds verification models: only loaded when advice is on
-
-            findings = tuple(advisor.advise(result, run, lambda data: self.estimate(data, target, advise=False)))
-            stored = [f.to_dict() for f in findings]
-            fresh = True
-        if fresh and self.cache is not None and cache_key:
-            self.cache.put(cache_key, run, stored)
         result = dataclasses.replace(result, warnings=tuple(_model_warnings(loaded, run, result.cpu_ops)),
-                                     findings=findings, source="vela" if cached is None else "cache")
+                                     source="cache" if cached else "vela")
         self._memo[key] = result
         return result
+
+    def verify(self, model: bytes, target: Target) -> EstimateResult:
+        """Estimate a model the advisor built to check a suggestion, on the estimate's target."""
+        return self.estimate(model, target, verifying=True)
 
     def _job(self, loaded: Model, target: Target, configs: Configs) -> tuple[dict[str, Any], dict[str, str]]:
         """The worker's job, on copies of exactly the bytes that were hashed, and the user's

@@ -27,7 +27,7 @@ from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
 from .gate import Failure, Status, Verdict, decide
 from .options import MARKER_KEYS, TARGET_KEYS, split_names
-from .result import EstimateResult
+from .result import EstimateResult, Finding
 from .target import Target, resolve
 
 if TYPE_CHECKING:
@@ -140,9 +140,11 @@ class EthosuPerf:
                              "the model from before Vela (the converter's .tflite).")
         for text in result.warnings:
             warnings.warn(EthosuWarning(escape.terminal_lines(text)), stacklevel=3)  # the line in the test
-        if session.settings.advise:
-            findings = list(result.findings)
-            session.config.hook.pytest_ethosu_advice(config=session.config, result=result, findings=findings)
+        if session.settings.advise:  # a pass over the final result: the built-in rules (advisor.py), then hooks
+            findings: list[Finding] = []
+            estimator = session.estimator
+            session.config.hook.pytest_ethosu_advice(config=session.config, result=result, findings=findings,
+                                                     verify=lambda data: estimator.verify(data, target))
             result = dataclasses.replace(result, findings=tuple(findings))
         return result
 
@@ -178,7 +180,7 @@ class EthosuPerf:
         path = baseline.baseline_path(root, nodeid, name)
         baseline.check_place(path, root, session.relative)
         legacy = None if path.exists() else baseline.legacy_for(root, nodeid, name)
-        session.produced.update(str(p) for p in (path, legacy) if p is not None)
+        self._state.baselines.update(str(p) for p in (path, legacy) if p is not None)
         read = legacy or path
         shown = session.relative(read)
         document = baseline.to_document(result, nodeid, name)

@@ -6,6 +6,7 @@ Added to pytest's hook registry in ``plugin.pytest_addhooks``.  Implement them i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -37,10 +38,13 @@ def pytest_ethosu_result(item: pytest.Item, name: str, result: EstimateResult,
 
 
 @pytest.hookspec
-def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding]) -> None:
+def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding],
+                         verify: Callable[[bytes], EstimateResult]) -> None:
     """Add (or remove) advisor findings for one estimate, in place.
 
-    ``findings`` holds the built-in findings (see ``pytest_ethosu/advisor.py``); append your
+    Called once per estimate, over its final result, whatever the input format.  The built-in
+    rules (``pytest_ethosu/advisor.py``) are an implementation of this hook that runs first
+    (``-p no:ethosu-advisor`` turns them off), so ``findings`` holds their findings; append your
     own ``Finding`` objects to flag what matters to your product::
 
         # conftest.py
@@ -51,7 +55,10 @@ def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings
                 findings.append(Finding("sram_budget", None, "", "", f"{result.sram_used} bytes of SRAM",
                                         "our board has 256 KiB"))
 
-    Runs in the process that made the estimate; the findings reach the summary and JSON report.
+    ``verify(model_bytes)`` estimates another ``.tflite`` or ``.tosa`` model on the same target,
+    to check a suggestion with Vela (cached like any estimate; the summary counts it as the
+    advisor's).  Runs in the process that made the estimate; the findings reach the summary and
+    JSON report.  Not called under ``--ethosu-no-advice``.
     """
 
 

@@ -23,6 +23,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from . import escape
+from .compare import REGRESSIONS, Change, worst_first
+from .record import change_from_json
 from .report import STATUS_TEXT
 
 if TYPE_CHECKING:
@@ -101,17 +103,19 @@ def total_change(entry: Mapping[str, Any]) -> float | None:
     return None
 
 
-def layer_changes(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The comparison's per-layer changes beyond tolerance, worst increase first."""
+def _changes(entry: Mapping[str, Any]) -> list[Change]:
     comparison = entry.get("comparison") or {}
-    changes = [c for c in comparison.get("changes", []) if c["layer"] is not None]
-    return sorted(changes, key=lambda c: (c["kind"] not in ("to_cpu", "regressed"), c["metric"] != "cycles",
-                                          -abs(float(c["delta"] or 0)), c["layer"]))
+    return [change_from_json(c) for c in comparison.get("changes", [])]
+
+
+def layer_changes(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The comparison's per-layer changes beyond tolerance, in the gate's order (``worst_first``)."""
+    return [c.to_dict() for c in worst_first([c for c in _changes(entry) if c.layer is not None and c.kind != "same"])]
 
 
 def regressions(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    comparison = entry.get("comparison") or {}
-    return [c for c in comparison.get("changes", []) if c["kind"] in ("regressed", "to_cpu")]
+    """The comparison's regressions, worst first, as the terminal lists them."""
+    return [c.to_dict() for c in worst_first([c for c in _changes(entry) if c.kind in REGRESSIONS])]
 
 
 def chart_data(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,10 +75,10 @@ def load(path: Path) -> dict[str, Any]:
 
 Spec = Any
 NUMBER = float  # an int or a float
-_FIELD_TYPES: dict[str, Spec] = {"int": int, "str": str, "float": NUMBER, "Number": NUMBER, "int | None": (int, None)}
+_FIELD_TYPES: dict[str, Spec] = {"int": int, "str": str, "float": NUMBER, "Number": NUMBER, "int | None": (int, None),
+                                 "Placement": str}
 LAYER: dict[str, Spec] = {f.name: _FIELD_TYPES[str(f.type)] for f in dataclasses.fields(Layer)
                           if f.default is dataclasses.MISSING}
-LAYER.update((key, NUMBER) for key in ("macs", "staging_usage"))
 FINDING: dict[str, Spec] = {f.name: _FIELD_TYPES.get(str(f.type), dict) for f in dataclasses.fields(Finding)}
 CHANGE: dict[str, Spec] = {"kind": str, "metric": str, "baseline": (NUMBER, None), "now": (NUMBER, None),
                            "layer": (int, None), "name": str, "op": str, "tolerance": str,

@@ -32,6 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
     session = EthosuSession(config)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "ethosu-session")
+    if session.settings.advise and not config.pluginmanager.has_plugin("ethosu-advisor"):
+        from . import advisor  # the built-in advice rules, on the plugin's own hook (-p no:ethosu-advisor: off)
+
+        config.pluginmanager.register(advisor, "ethosu-advisor")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

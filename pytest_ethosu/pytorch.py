@@ -8,10 +8,12 @@ and nowhere else; they are pinned by the ``pytorch`` extra (executorch==1.5.1).
 The flow for one (program, target):
 
 1. ``torch.export`` the module in eval mode (or ``torch.export.load`` a ``.pt2``);
-2. the lowering key: a stable hash of the exported program's serialised bytes
-   (``program_key``), the calibration data, ``quantize``, the resolved target and the versions
-   of torch, executorch and tosa-tools.  The session memo and the disk cache answer a key seen
-   before, so a warm session neither quantises, lowers nor runs Vela;
+2. the lowering key: a stable hash of the exported program's serialised bytes with its stack
+   traces (``program_digests``), the calibration data, ``quantize``, the resolved target and
+   the versions of torch, executorch and tosa-tools.  The model's identity (``model_sha256``)
+   is the program's digest without the stack traces, which hold absolute paths.  The session
+   memo and the disk cache answer a key seen before, so a warm session neither quantises,
+   lowers nor runs Vela;
 3. otherwise quantise with ``EthosUQuantizer`` (``prepare_pt2e`` / calibration /
    ``convert_pt2e``, as ExecuTorch's Arm examples do) and lower with a partitioner that decides
    exactly as ``EthosUPartitioner`` for the target's TOSA profile but delegates to a backend that
@@ -47,16 +49,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, ModelError
-from .result import EstimateResult, Finding, Layer
-from .vela import DEFAULT_CONFIG, is_generated_name, row_tensor_names
+from .result import CpuFallback, EstimateResult, Evidence, Layer
+from .vela import DEFAULT_CONFIG, Placement, is_generated_name, row_tensor_names
 
 if TYPE_CHECKING:
     from .target import Target
 
 EXTRA = 'pip install "pytest-ethosu[pytorch]"'
 PINS = "torch==2.13.0, executorch==1.5.1, tosa-tools==2026.5.0, ml_dtypes==0.5.1"
-FORMAT = 2  # the lowering cache entry's layout (2: with the program's own digest)
-LAYOUT_SHARE = 5.0  # percent of the network's cycles from which layout transposes get a finding
+FORMAT = 3  # the lowering cache entry's layout (3: the program's digest without stack traces)
 
 _QDQ = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
@@ -99,7 +100,7 @@ class Partition:
 class Lowered:
     display: str
     key: str  # the lowering's: the program, calibration, target and releases (the cache's business)
-    program: str  # the exported program's own digest (``program_key``): the model's identity
+    program: str  # the exported program's own digest (``program_identity``): the model's identity
     profile: str  # the TOSA profile, e.g. TOSA-1.0+INT+int16+int4+u55
     partitions: tuple[Partition, ...]
     cpu_ops: tuple[CpuOp, ...]
@@ -184,19 +185,25 @@ def versions() -> dict[str, str]:
 # Keys
 
 
-def program_key(program: Any) -> str:
-    """sha256 of ``torch.export.save(program)`` with what differs between runs removed.
+def program_digests(program: Any) -> tuple[str, str]:
+    """``(identity, key)``: sha256 digests of ``torch.export.save(program)`` with what differs
+    between runs removed.
 
     A fresh float export saves byte-identical; a quantised one does not: the ``from_node``
     provenance in ``model.json`` holds ``graph_id`` values (Python ``id()`` of FX graphs) and
-    ``serialization_id`` follows from it.  Both are dropped.  ``stack_trace`` stays in the key
-    on purpose: the results carry ``file:line``.
+    ``serialization_id`` follows from it.  Both are dropped from both digests.
+
+    - ``identity`` (the model's: ``model_sha256``) also leaves out every node's ``stack_trace``,
+      which holds absolute paths (the checkout's, site-packages'): the same module in another
+      checkout or venv is the same model;
+    - ``key`` (the lowering cache's) keeps the stack traces, since the results carry the
+      user's ``file:line``.
     """
     import torch
 
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
-    digest = hashlib.sha256()
+    identity, key = hashlib.sha256(), hashlib.sha256()
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
         for name in sorted(archive.namelist()):
             if name.endswith("serialization_id"):
@@ -204,8 +211,40 @@ def program_key(program: Any) -> str:
             data = archive.read(name)
             if name.endswith(".json"):
                 data = _GRAPH_ID.sub(rb"\g<1>0", data)
-            digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
+            key.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+            if name.endswith(".json") and b"stack_trace" in data:
+                data = _without_traces(data)
+            identity.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return identity.hexdigest(), key.hexdigest()
+
+
+def program_identity(program: Any) -> str:
+    """The exported program's own digest (``program_digests``): what a PyTorch model's
+    ``model_sha256`` is."""
+    return program_digests(program)[0]
+
+
+def _without_traces(data: bytes) -> bytes:
+    """A serialised JSON document with every ``stack_trace`` entry removed (also inside
+    strings that hold JSON themselves); unchanged when it is not JSON."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "stack_trace"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and "stack_trace" in value and value[:1] in "[{":
+            try:
+                return json.dumps(strip(json.loads(value)), sort_keys=True)
+            except ValueError:
+                return value
+        return value
+
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return data
+    return json.dumps(strip(document), sort_keys=True).encode()
 
 
 def _tensor_digest(value: Any, digest: Any) -> None:
@@ -517,8 +556,8 @@ class Lowerer:
         program, inputs, display = load_program(model, example_inputs, self.rootdir)
         batches = _calibration(calibration, inputs)
         spec = compile_spec(target)
-        identity = program_key(program)
-        key = lowering_key(identity, batches, quantize, str(spec.tosa_spec), target)
+        identity, program_key = program_digests(program)
+        key = lowering_key(program_key, batches, quantize, str(spec.tosa_spec), target)
         if key in self.memo:
             return dataclasses.replace(self.memo[key], display=display)
         cached = self.get(key) if self.get is not None else None
@@ -553,30 +592,27 @@ class Lowerer:
 # One result from the partitions' estimates
 
 
-def label(layer: Layer) -> str:
-    return layer.label
-
-
 def _origin(name: str, origins: Mapping[str, Origin]) -> Origin | None:
     return next((origins[tensor] for tensor in row_tensor_names(name) if tensor in origins), None)
 
 
-def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> EstimateResult:
+def merge(lowered: Lowered, results: Sequence[EstimateResult]) -> EstimateResult:
     """The partitions' estimates as one result: layers in graph order (each with its module and
-    source), the CPU operators as CPU layers, totals summed (peak memory: the largest)."""
+    source), the CPU operators as CPU layers, totals summed (peak memory: the largest), and
+    the partitions' evidence for the advisor, by the merged layers' indices."""
     layers: list[Layer] = []
-    findings: list[Finding] = []
-    cpu_rows: list[tuple[Layer, CpuOp]] = []
+    convolutions: dict[int, Mapping[str, Any]] = {}
+    cpu: list[CpuFallback] = []
     layout: list[int] = []  # indices of the layout transposes
 
     def add_cpu(after: int) -> None:
         for op in (c for c in lowered.cpu_ops if c.after == after):
-            row = Layer(index=len(layers), name=op.name, op=op.target, npu_op="CPU", placement="CPU", cycles=0,
-                        npu_cycles=0, sram_access_cycles=0, dram_access_cycles=0, on_chip_flash_access_cycles=0,
-                        off_chip_flash_access_cycles=0, macs=0, mac_utilization=0.0, staging_usage=0,
-                        module=op.module, source=op.source, partition=None)
-            layers.append(row)
-            cpu_rows.append((row, op))
+            cpu.append(CpuFallback(len(layers), op.name, op.target, op.reason, "executorch"))
+            layers.append(Layer(index=len(layers), name=op.name, op=op.target, npu_op="CPU", placement=Placement.CPU,
+                                cycles=0, npu_cycles=0, sram_access_cycles=0, dram_access_cycles=0,
+                                on_chip_flash_access_cycles=0, off_chip_flash_access_cycles=0, macs=0,
+                                mac_utilization=0.0, staging_usage=0, module=op.module, source=op.source,
+                                partition=None))
 
     add_cpu(0)
     for number, (partition, result) in enumerate(zip(lowered.partitions, results, strict=True)):
@@ -592,64 +628,19 @@ def merge(lowered: Lowered, results: Sequence[EstimateResult], advise: bool) -> 
                 layout.append(len(layers))
             layers.append(dataclasses.replace(row, index=len(layers), module=origin.module if origin else "",
                                               source=origin.source if origin else "", partition=number))
-        for finding in result.findings:
-            if finding.kind != "channel_padding" or finding.layer is None:
-                continue  # the network-wide findings are made again below, over all partitions
-            findings.append(dataclasses.replace(finding, layer=finding.layer + offset,
-                                                name=label(layers[finding.layer + offset])))
+        convolutions.update((index + offset, conv) for index, conv in result.evidence.convolutions.items())
+        cpu += [dataclasses.replace(c, layer=None if c.layer is None else c.layer + offset)
+                for c in result.evidence.cpu]
         add_cpu(number + 1)
     first = results[0]
     sums = {k: sum(getattr(r, k) for r in results) for k in
             ("total_cycles", "npu_cycles", "sram_access_cycles", "dram_access_cycles", "on_chip_flash_access_cycles",
              "off_chip_flash_access_cycles", "macs", "inference_time", "npu_ops")}
-    merged = dataclasses.replace(
+    return dataclasses.replace(
         first, model=lowered.display, model_sha256=lowered.program, layers=tuple(layers), **sums,
         cpu_ops=len(lowered.cpu_ops), cpu_operators=tuple(c.target for c in lowered.cpu_ops),
         sram_used=max(r.sram_used for r in results), dram_used=max(r.dram_used for r in results),
         warnings=tuple(w for r in results for w in r.warnings),
         target={**first.target, "tosa_profile": lowered.profile, "partitions": len(results)},
-        frameworks=versions(), findings=())
-    if advise:
-        from . import advisor
-
-        findings += [_relabel(f, merged) for f in advisor.memory_bound(merged)]
-        findings += [_cpu_finding(row, op) for row, op in cpu_rows]
-        findings += layout_transposes(merged, layout)
-        findings += [_relabel(f, merged) for f in advisor.hot_spots(merged)]
-    return dataclasses.replace(merged, findings=tuple(findings))
-
-
-def _relabel(finding: Finding, result: EstimateResult) -> Finding:
-    if finding.layer is None:
-        return finding
-    return dataclasses.replace(finding, name=label(result.layers[finding.layer]))
-
-
-def _cpu_finding(row: Layer, op: CpuOp) -> Finding:
-    return Finding(
-        kind="cpu_fallback", layer=row.index, name=label(row), op=op.target,
-        evidence=f"{op.target} runs on the CPU: ExecuTorch did not delegate it ({op.reason})",
-        suggestion=("Vela does not estimate CPU time, so this operator's cost is missing from the cycles; "
-                    "replace it with operators the accelerator's TOSA profile supports, or budget its CPU "
-                    "time separately"),
-        figures={"reason": op.reason})
-
-
-def layout_transposes(result: EstimateResult, indices: Sequence[int]) -> list[Finding]:
-    """The NCHW <-> NHWC transposes ExecuTorch's Arm backend puts at the edges of a partition,
-    when they cost a noticeable share of the network."""
-    rows = [result.layers[i] for i in indices]
-    total = float(result.total_cycles) or 1.0
-    cycles = sum(float(layer.cycles) for layer in rows)
-    share = 100.0 * cycles / total
-    if not rows or share < LAYOUT_SHARE:
-        return []
-    return [Finding(
-        kind="layout_transposes", layer=None, name=", ".join(dict.fromkeys(r.module or r.name for r in rows)),
-        op="Transpose",
-        evidence=(f"{len(rows)} layout transposes (NCHW <-> NHWC, inserted by ExecuTorch's Arm backend at the "
-                  f"partitions' inputs and outputs) take {cycles:,.0f} cycles, {share:.1f}% of the network"),
-        suggestion=("PyTorch tensors are NCHW and the NPU works in NHWC: feed and return channels-last "
-                    "tensors (example inputs in torch.channels_last memory format), or keep the work in one "
-                    "partition so that the transposes happen once"),
-        figures={"cycles": cycles, "share": share, "layers": [r.index for r in rows]})]
+        frameworks=versions(), findings=(),
+        evidence=Evidence(first.evidence.depth_granularity, convolutions, tuple(cpu), tuple(layout)))

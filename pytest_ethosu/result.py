@@ -23,7 +23,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .vela import LAYER_HEADINGS, TOTAL_NUMBERS, VelaRun, macs_per_cycle
+from .vela import LAYER_HEADINGS, TOTAL_NUMBERS, Placement, Row, VelaRun, macs_per_cycle, operator_key
 
 Number = int | float
 
@@ -39,24 +39,38 @@ class Layer:
     name: str
     op: str
     npu_op: str
-    placement: str
+    placement: Placement  # NPU or CPU (equal to its text: ``layer.placement == "CPU"``)
     cycles: Number
     npu_cycles: Number
     sram_access_cycles: Number
     dram_access_cycles: Number
     on_chip_flash_access_cycles: Number
     off_chip_flash_access_cycles: Number
-    macs: int
-    mac_utilization: float
-    staging_usage: int
+    macs: Number
+    mac_utilization: Number
+    staging_usage: Number
     # PyTorch models (``pytorch.py``): where the layer came from, and its delegated partition
     module: str = ""  # module path, e.g. "features.2"
     source: str = ""  # the user's file:line
     partition: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.placement, Placement):  # given as text (from_dict, a test)
+            object.__setattr__(self, "placement", Placement(self.placement))
+
+    @classmethod
+    def from_row(cls, index: int, row: Row) -> Layer:
+        """The ``index``-th row of Vela's per-layer report as a layer of the result."""
+        return cls(index=index, name=row.name, op=row.op, npu_op=row.npu_op, placement=row.placement,
+                   cycles=row.cycles, npu_cycles=row.npu_cycles, sram_access_cycles=row.sram_access_cycles,
+                   dram_access_cycles=row.dram_access_cycles,
+                   on_chip_flash_access_cycles=row.on_chip_flash_access_cycles,
+                   off_chip_flash_access_cycles=row.off_chip_flash_access_cycles, macs=row.macs,
+                   mac_utilization=row.mac_utilization, staging_usage=row.staging_usage)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; the PyTorch fields only when set, so TFLite and TOSA baselines keep their form."""
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(self) | {"placement": self.placement.value}
         if not self.module and not self.source and self.partition is None:
             for key in ("module", "source", "partition"):
                 del data[key]
@@ -102,6 +116,29 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class CpuFallback:
+    """An operator left to the CPU, with the reason given for it."""
+
+    layer: int | None  # its CPU layer's index; None when Vela reports no row for it (the legacy core)
+    name: str
+    op: str
+    reason: str  # "" when none was given
+    by: str  # who left it there: "vela", or "executorch" (it was never delegated to the NPU)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the advisor's rules read besides the figures, by layer index: facts the worker read
+    from the model and from Vela's output (``VelaRun``), and for a PyTorch model from the
+    lowering.  Not part of a result's value or its JSON."""
+
+    depth_granularity: int | None = None  # output depth the accelerator computes at a time
+    convolutions: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # CONV_2D geometry
+    cpu: tuple[CpuFallback, ...] = ()
+    layout: tuple[int, ...] = ()  # NCHW <-> NHWC transposes ExecuTorch's Arm backend inserted
+
+
+@dataclass(frozen=True)
 class EstimateResult:
     """Vela's estimate of one model on one target.
 
@@ -137,6 +174,8 @@ class EstimateResult:
     #: where the figures came from this time: "vela", "cache", or "memo" (an earlier estimate
     #: of this session); not part of the result's value
     source: str = field(default="vela", compare=False)
+    #: what the advisor's rules read (``advisor.py``)
+    evidence: Evidence = field(default_factory=Evidence, compare=False, repr=False)
 
     def advice(self) -> list[Finding]:
         """The advisor's findings (empty when advice is turned off with --ethosu-no-advice)."""
@@ -164,7 +203,7 @@ class EstimateResult:
         data["cpu_operators"] = list(self.cpu_operators)
         data["warnings"] = list(self.warnings)
         data["findings"] = [finding.to_dict() for finding in self.findings]
-        del data["source"]
+        del data["source"], data["evidence"]
         return data
 
     @classmethod
@@ -175,6 +214,7 @@ class EstimateResult:
         values["warnings"] = tuple(data.get("warnings", ()))
         values["findings"] = tuple(Finding(**f) for f in data.get("findings", ()))
         values.pop("source", None)
+        values.pop("evidence", None)
         return cls(**values)
 
     def table(self, tablefmt: str = "simple") -> str:
@@ -212,7 +252,7 @@ def layer_table(layers: Sequence[Mapping[str, Any]], total_cycles: Number, table
 def build_result(model: str, sha256: str, vela_version: str, config_names: tuple[str, ...],
                  vela_args: tuple[str, ...], accelerator: str, run: VelaRun) -> EstimateResult:
     """Assemble the public result from a Vela run."""
-    layers = tuple(Layer(index=i, **row) for i, row in enumerate(run.layers))
+    layers = tuple(Layer.from_row(i, row) for i, row in enumerate(run.layers))
     source, precompiled, cpu_operators = run.facts.operators, run.precompiled, run.cpu_operators
     target = {
         "accelerator": accelerator,
@@ -244,4 +284,25 @@ def build_result(model: str, sha256: str, vela_version: str, config_names: tuple
         dram_used=int(totals["dram_used"]),
         cpu_operators=cpu_operators,
         precompiled=bool(precompiled),
+        evidence=evidence(layers, cpu_operators, run),
     )
+
+
+def evidence(layers: Sequence[Layer], cpu_operators: Sequence[str], run: VelaRun) -> Evidence:
+    """The advisor's evidence from one Vela run: each convolution's geometry by its layer, and
+    each CPU operator with the reason Vela gave (matched by operator; the legacy core reports no
+    CPU rows, so then the compiled model's CPU operators stand in)."""
+    convolutions = {layer.index: run.facts.convolutions[layer.name] for layer in layers
+                    if layer.name in run.facts.convolutions}
+    reasons = list(run.cpu_reasons)
+    entries: list[tuple[int | None, str, str]] = [
+        (layer.index, layer.name, layer.op) for layer in layers if layer.placement is Placement.CPU]
+    if not entries:
+        entries = [(None, "", op) for op in cpu_operators]
+    cpu = []
+    for index, name, op in entries:
+        match = next((r for r in reasons if operator_key(r.op) == operator_key(op)), None)
+        if match is not None:
+            reasons.remove(match)
+        cpu.append(CpuFallback(index, name, op, match.reason if match else "", "vela"))
+    return Evidence(run.depth_granularity, convolutions, tuple(cpu))

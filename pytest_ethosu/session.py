@@ -96,8 +96,7 @@ class EthosuSession:
             pytest_cache = getattr(self.config, "cache", None)
             prepare = (lambda: pytest_cache.mkdir("ethosu")) if self.settings.cache_owned and pytest_cache else None
             store = cache.EstimateCache(directory, self.settings.cache_owned, prepare) if directory else None
-            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.settings.timeout, cache=store,
-                                        advise=self.settings.advise)
+            self._estimator = Estimator(self.rootdir, Path(self._scratch), self.settings.timeout, cache=store)
         return self._estimator
 
     def relative(self, path: Path) -> str:
@@ -273,8 +272,7 @@ class EthosuSession:
         if self._estimator is not None:
             self.counts["vela_runs"] += self._estimator.vela_runs
             self.counts["advisor_runs"] += self._estimator.advisor_runs
-            store = self._estimator.cache
-            self.counts["cache_hits"] += store.hits if store is not None else 0
+            self.counts["cache_hits"] += self._estimator.cache_hits
             lowerer = self._estimator.lowerer
             if lowerer is not None:
                 self.counts["lowerings"] += lowerer.runs
@@ -350,6 +348,7 @@ class EthosuSession:
         state = item.stash.get(item_state_key, None)
         if state is None:
             return [], []
+        self.produced.update(state.baselines)
         errors = []
         records = []
         root = self.settings.baseline_root

@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_ethosu.estimator import Estimator
 from tests.models import use, write_models
+
+
+def _without_hypothesis(run: Callable[..., Any]) -> Callable[..., Any]:
+    """Inner sessions (pytester's, in process or not, and their xdist workers, which take the
+    command line but not PYTEST_ADDOPTS) run without Hypothesis's pytest plugin: its terminal
+    summary imports all of Hypothesis, 1.3 s in every process here, and no inner session uses it."""
+    @functools.wraps(run)
+    def without(self: pytest.Pytester, *args: Any, **kwargs: Any) -> Any:
+        return run(self, *args, "-pno:hypothesispytest", **kwargs)
+    return without
+
+
+pytest.Pytester.inline_run = _without_hypothesis(pytest.Pytester.inline_run)  # type: ignore[method-assign]
+pytest.Pytester.runpytest_subprocess = _without_hypothesis(  # type: ignore[method-assign]
+    pytest.Pytester.runpytest_subprocess)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pytest_ethosu.result import EstimateResult
 from pytest_ethosu.target import resolve
 from pytest_ethosu.vela import CpuReason
 from pytest_ethosu.vela.engine import cpu_reasons
+from tests.advising import Advising
 from tests.models import U65
 from tests.release import CORE_ARGS, DEFAULT_CORE
 
@@ -30,10 +31,10 @@ def seed_network(channels: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
+def estimator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Advising]:
     root = tmp_path_factory.mktemp("advice")
-    est = Estimator(root, root, timeout=300, advise=True)
-    yield est
+    est = Estimator(root, root, timeout=300)
+    yield Advising(est)
     est.close()
 
 
@@ -41,7 +42,7 @@ def kinds(result: EstimateResult, kind: str) -> list[object]:
     return [f for f in result.advice() if f.kind == kind]
 
 
-def test_channel_padding_only_where_vela_confirms_it(estimator: Estimator) -> None:
+def test_channel_padding_only_where_vela_confirms_it(estimator: Advising) -> None:
     target = resolve([U65], estimator.rootdir)
     narrow = estimator.estimate(seed_network(90), target)
     padding = [f for f in narrow.advice() if f.kind == "channel_padding"]
@@ -63,7 +64,7 @@ def test_channel_padding_only_where_vela_confirms_it(estimator: Estimator) -> No
     assert not [f for f in u85.advice() if f.kind == "channel_padding"]  # no U85 data in Vela's Python
 
 
-def test_memory_bound_and_hot_spots(estimator: Estimator, model_dir: Path) -> None:
+def test_memory_bound_and_hot_spots(estimator: Advising, model_dir: Path) -> None:
     result = estimator.estimate(model_dir / "base.tflite", resolve([{"accelerator": "ethos-u55-128"}],
                                                                    estimator.rootdir))
     bound = [f for f in result.advice() if f.kind == "memory_bound"]
@@ -79,7 +80,7 @@ def test_memory_bound_and_hot_spots(estimator: Estimator, model_dir: Path) -> No
 
 
 @pytest.mark.parametrize("core", ["regor", "legacy"])
-def test_cpu_fallback_for_every_cpu_operator(estimator: Estimator, model_dir: Path, core: str) -> None:
+def test_cpu_fallback_for_every_cpu_operator(estimator: Advising, model_dir: Path, core: str) -> None:
     result = estimator.estimate(model_dir / "cpu.tflite", resolve([{"accelerator": "ethos-u65-256",
                                                                     "vela_args": CORE_ARGS[core]}], estimator.rootdir))
     assert result.core == core
@@ -137,3 +138,10 @@ def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) ->
     off = project.runpytest("-p", "no:xdist", "--ethosu-no-advice")
     off.assert_outcomes(passed=1)
     assert "advice (" not in off.stdout.str()
+    # the built-in rules are a plugin on the advice hook: blocked, the conftest's rule still runs
+    project.makepyfile(test_a="""
+        def test_a(ethosu_perf):
+            result = ethosu_perf.estimate("models/cpu.tflite", accelerator="ethos-u55-128")
+            assert [f.kind for f in result.advice()] == ["sram_budget"]
+    """)
+    project.runpytest("-p", "no:xdist", "-p", "no:ethosu-advisor").assert_outcomes(passed=1)

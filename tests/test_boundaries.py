@@ -3,7 +3,7 @@
 Each test here is named in ``scripts/mutate.py`` for the mutation it exists to catch: a
 tolerance measured from the new value instead of the baseline, ``>=`` for ``>``, ``max`` for
 the sum ``atol + rtol * |baseline|``, a marker's per-metric tolerance beating the call's, and an
-in-session memo that answers an advised estimate with one made without advice.
+in-session memo that answers another target's estimate or counts the advisor's compiles as a test's.
 """
 
 from __future__ import annotations
@@ -106,25 +106,27 @@ def test_call_per_metric_tolerance_beats_the_marker_in_a_session(make_repo: Call
 
 
 @pytest.fixture(scope="module")
-def advising(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
-    root = tmp_path_factory.mktemp("advising")
-    est = Estimator(root, root, timeout=300, advise=True)
+def estimating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estimator]:
+    root = tmp_path_factory.mktemp("estimating")
+    est = Estimator(root, root, timeout=300)
     yield est
     est.close()
 
 
-@pytest.mark.parametrize("first_advised", [False, True])
-def test_memo_keeps_advised_and_unadvised_estimates_apart(advising: Estimator, model_dir: Path,
-                                                          first_advised: bool) -> None:
-    """An estimate made without advice (the advisor's own verification runs) does not answer
-    a later advised request for the same model and target, nor the other way round."""
-    target = resolve([{"accelerator": "ethos-u55-128", "vela_args": ["--optimise", "Size"]} if first_advised
-                      else {"accelerator": "ethos-u55-128"}], advising.rootdir)
-    model = model_dir / "base.tflite"
-    first = advising.estimate(model, target, advise=first_advised)
-    second = advising.estimate(model, target, advise=not first_advised)
-    advised, plain = (first, second) if first_advised else (second, first)
-    assert advised.advice()
-    assert plain.advice() == []
-    assert advising.estimate(model, target, advise=False).source == "memo"  # each kind is remembered
-    assert advising.estimate(model, target).advice() == advised.advice()
+@pytest.mark.parametrize("verified_first", [False, True])
+def test_memo_answers_checks_and_verifications_alike(estimating: Estimator, model_dir: Path,
+                                                     verified_first: bool) -> None:
+    """The estimator makes no advice (the fixture's pass over the final result does), so a test's
+    estimate and the advisor's verification of the same bytes on the same target share one
+    compile, counted for whoever asked first; another target is never answered from the memo."""
+    settings: dict[str, Any] = {"vela_args": ["--optimise", "Size"]} if verified_first else {}
+    target = resolve([{**settings, "accelerator": "ethos-u55-128"}], estimating.rootdir)
+    data = (model_dir / "base.tflite").read_bytes()
+    runs, verifications = estimating.vela_runs, estimating.advisor_runs
+    first = estimating.verify(data, target) if verified_first else estimating.estimate(data, target)
+    second = estimating.estimate(data, target) if verified_first else estimating.verify(data, target)
+    assert (first.source, second.source) == ("vela", "memo") and first == second and not first.findings
+    assert (estimating.vela_runs - runs, estimating.advisor_runs - verifications) == ((0, 1) if verified_first
+                                                                                      else (1, 0))
+    other = resolve([{**settings, "accelerator": "ethos-u65-256"}], estimating.rootdir)
+    assert estimating.estimate(data, other).source == "vela"

@@ -12,6 +12,7 @@ from pytest_ethosu.cache import FORMAT, EstimateCache
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.target import resolve
 from pytest_ethosu.vela import default_config_file
+from tests.advising import Advising
 
 
 @pytest.fixture
@@ -105,8 +106,9 @@ def test_session_json_report_identical_from_cache(project: pytest.Pytester) -> N
 
 
 def test_findings_come_from_the_cache(tmp_path: Path, model_dir: Path) -> None:
-    """A warm session neither recompiles nor re-verifies: the advice is cached with the estimate."""
-    made = [Estimator(tmp_path, tmp_path, 120, cache=EstimateCache(tmp_path / "cache"), advise=True)
+    """A warm session neither recompiles nor re-verifies: the advice is made again over the
+    cached estimate, and its verification models are answered from the cache too."""
+    made = [Advising(Estimator(tmp_path, tmp_path, 120, cache=EstimateCache(tmp_path / "cache")))
             for _ in range(2)]
     try:
         target = resolve([{"accelerator": "ethos-u65-256"}], tmp_path)

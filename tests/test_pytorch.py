@@ -144,8 +144,23 @@ def test_xdist_pt2_calibration_and_prequantised(project: pytest.Pytester) -> Non
             from pytest_ethosu import pytorch
             other = ethosu_perf.estimate(module, inputs, accelerator="ethos-u55-128")
             assert other.model_sha256 == result.model_sha256
-            assert result.model_sha256 == pytorch.program_key(torch.export.export(module, inputs))
+            assert result.model_sha256 == pytorch.program_identity(torch.export.export(module, inputs))
+            # the same source in two checkouts: one identity (no absolute paths), two lowering keys
+            exports = []
+            for where in ("/one/checkout/net.py", "/another/checkout/net.py"):
+                space = {{"torch": torch}}
+                exec(compile("class Net(torch.nn.Conv2d):\\n    def forward(self, x):\\n"
+                             "        return torch.relu(super().forward(x))\\n", where, "exec"), space)
+                torch.manual_seed(0)
+                exports.append(torch.export.export(space["Net"](3, 8, 3).eval(), inputs))
+            (one, key_one), (another, key_another) = map(pytorch.program_digests, exports)
+            assert one == another and key_one != key_another
             assert result.frameworks == pytorch.versions() and result.frameworks["executorch"][0].isdigit()
+            # the advice is the built-in rules' over the merged result, as for any other input
+            from pytest_ethosu import advisor
+            target, estimator = ethosu_perf.target({U65}), ethosu_perf._session.estimator
+            assert result.findings and result.findings == tuple(
+                advisor.advise(result, lambda data: estimator.verify(data, target)))
 
         def test_prequantised(ethosu_perf):
             from executorch.backends.arm.ethosu import EthosUCompileSpec
@@ -211,7 +226,8 @@ def test_seed_example_runs(tmp_path: Path) -> None:
     project = tmp_path / "pytorch"
     shutil.copytree(source, project, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
     before = {p: p.read_bytes() for p in sorted((project / "baselines").rglob("*.json"))}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-s"],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-s",
+                          f"--ethosu-json={tmp_path / 'report.json'}"],
                          cwd=project, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
@@ -220,3 +236,6 @@ def test_seed_example_runs(tmp_path: Path) -> None:
     assert "-> 96 channels: same cycles, +6.7% MACs (MAC utilisation 90.9% -> 97.0%)" in out
     assert "1 passed" in out and "REGRESSED" not in out and "MISSING" not in out
     assert {p: p.read_bytes() for p in sorted((project / "baselines").rglob("*.json"))} == before
+    # made in another checkout and venv: still the same model (its identity holds no paths)
+    estimates = json.loads((tmp_path / "report.json").read_text())["estimates"]
+    assert [(e["status"], e["comparison"]["model_changed"]) for e in estimates] == [("ok", False)] * 2

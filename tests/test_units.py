@@ -240,3 +240,47 @@ def test_a_framework_release_change_is_drift_that_names_it() -> None:
         "baseline made with no recorded executorch release, now 1.5.1",
         "baseline made with no recorded torch release, now 2.13.0",
         "baseline made with no recorded tosa-tools release, now 1.0.0"]
+
+
+_ROW = {"op": "Conv2D", "npu_op": "Conv2D", "placement": "CPU", "name": "net/conv", "staging_usage": 0, "cycles": 7,
+        "npu_cycles": 5, "sram_access_cycles": 1, "dram_access_cycles": 0, "on_chip_flash_access_cycles": 0,
+        "off_chip_flash_access_cycles": 2.5, "macs": 10, "mac_utilization": 1.5}
+
+
+@settings(max_examples=100, deadline=None)
+@given(layer)
+def test_the_vela_boundary_hands_out_typed_rows(raw: dict[str, object]) -> None:
+    """Vela's rows cross the worker boundary as ``vela.Row`` (placement an enum, the operator
+    normalised) and reach the result's ``Layer`` with every figure as it was."""
+    from pytest_ethosu.result import Layer
+    from pytest_ethosu.vela import InvalidRun, Placement, Row
+
+    fields = {k: v for k, v in raw.items() if k != "index"}
+    row = Row.from_json(fields, "layer 3")
+    assert row.placement is Placement(fields["placement"]) and row.to_json() == fields
+    assert row.operator == str(fields["op"]).lower()
+    as_layer = Layer.from_row(3, row).to_dict()
+    assert as_layer == {**fields, "index": 3} and json.loads(json.dumps(as_layer)) == as_layer
+    with pytest.raises(InvalidRun, match="layer 3 placement is 'GPU'"):
+        Row.from_json({**fields, "placement": "GPU"}, "layer 3")
+    with pytest.raises(InvalidRun, match="layer 3 has fields"):
+        Row.from_json({**fields, "share": 1}, "layer 3")
+    with pytest.raises(InvalidRun, match="layer 3 cycles is 'x'"):
+        Row.from_json({**fields, "cycles": "x"}, "layer 3")
+
+
+def test_a_cached_run_keeps_its_typed_rows() -> None:
+    from pytest_ethosu.vela import InvalidRun, Placement, VelaRun
+
+    totals = {"total_cycles": 7, "npu_cycles": 5, "sram_access_cycles": 1, "dram_access_cycles": 0,
+              "on_chip_flash_access_cycles": 0, "off_chip_flash_access_cycles": 2.5, "macs": 10, "sram_used": 1,
+              "dram_used": 0, "inference_time": 1e-6}
+    data = {"core": "regor", "layers": [_ROW], "totals": totals, "system_config": "s", "memory_mode": "m",
+            "core_clock": 5e8, "compiled_operators": ["ethos-u"], "npu_operator": "ethos-u", "rows_add_up": True,
+            "cpu_reasons": [], "depth_granularity": 16, "facts": {"operators": ["CONV_2D"], "float_ops": 0,
+                                                                  "convolutions": {}}}
+    run = VelaRun.from_json(data)
+    assert run.layers[0].placement is Placement.CPU and run.layers[0].name == "net/conv"
+    assert VelaRun.from_json(json.loads(json.dumps(run.to_json()))) == run and run.to_json() == data
+    with pytest.raises(InvalidRun, match="layer 0 placement"):
+        VelaRun.from_json({**data, "layers": [{**_ROW, "placement": "DSP"}]})

@@ -17,6 +17,8 @@ flatbuffers (pure Python, no Vela) in the worker before Vela sees them.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import importlib.metadata
 import importlib.util
@@ -50,8 +52,19 @@ LAYER_NUMBERS = (
     "mac_utilization",
 )
 LAYER_TEXT = ("op", "npu_op", "placement", "name")
-#: where Vela runs a layer (its per-layer report's "Target")
-PLACEMENTS = ("NPU", "CPU")
+
+
+class Placement(str, enum.Enum):
+    """Where Vela runs a layer (its per-layer report's "Target"); compares equal to its text."""
+
+    NPU = "NPU"
+    CPU = "CPU"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PLACEMENTS = tuple(p.value for p in Placement)
 
 #: Vela's headings of its per-layer report, for tables people compare with ``vela
 #: --verbose-performance``: plugin field -> heading ("share" is the layer's percent of the cycles).
@@ -344,17 +357,71 @@ def _finite(value: Any, where: str) -> Number:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One row of Vela's per-layer report, read and checked, in the plugin's names (the fields
+    of ``LAYER_TEXT`` and ``LAYER_NUMBERS``).  Figures are as Vela wrote them."""
+
+    op: str  # the input model's operator (``CONV_2D`` from the legacy core, ``Conv2D`` from regor)
+    npu_op: str
+    placement: Placement
+    name: str  # the tensor the (fused) operator writes, or Vela's ``#N`` for one it made
+    staging_usage: Number
+    cycles: Number
+    npu_cycles: Number
+    sram_access_cycles: Number
+    dram_access_cycles: Number
+    on_chip_flash_access_cycles: Number
+    off_chip_flash_access_cycles: Number
+    macs: Number
+    mac_utilization: Number
+
+    @property
+    def operator(self) -> str:
+        """The operator as both cores agree on it (``operator_key``)."""
+        return operator_key(self.op)
+
+    @property
+    def generated(self) -> bool:
+        """A row for an operator Vela made itself, named after no tensor of the model."""
+        return is_generated_name(self.name)
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        """The model's tensor names the row may stand for (``row_tensor_names``)."""
+        return row_tensor_names(self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"placement": self.placement.value}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], where: str = "layer") -> Row:
+        """A row from its ``to_json`` (or the CSV reader's fields); ``InvalidRun`` naming the
+        field for anything else."""
+        if not isinstance(raw, Mapping):
+            raise InvalidRun(f"{where} is not a mapping")
+        if set(raw) != set(LAYER_TEXT) | set(LAYER_NUMBERS):
+            raise InvalidRun(f"{where} has fields {sorted(raw)}")
+        for key in LAYER_TEXT:
+            if not isinstance(raw[key], str):
+                raise InvalidRun(f"{where} {key} is not text")
+        if raw["placement"] not in PLACEMENTS:
+            raise InvalidRun(f"{where} placement is {raw['placement'][:40]!r}, not one of {', '.join(PLACEMENTS)}")
+        numbers = {key: _finite(raw[key], f"{where} {key}") for key in LAYER_NUMBERS}
+        return cls(op=raw["op"], npu_op=raw["npu_op"], placement=Placement(raw["placement"]), name=raw["name"],
+                   **numbers)
+
+
+@dataclass(frozen=True)
 class VelaRun:
     """Vela's answer for one ``Job``, in the plugin's names.
 
-    ``layers`` are Vela's per-layer rows, in order, keyed by ``LAYER_TEXT`` and
-    ``LAYER_NUMBERS``; ``totals`` are keyed by ``TOTAL_NUMBERS``.  ``core`` is the core that
+    ``layers`` are Vela's per-layer rows, in order; ``totals`` are keyed by ``TOTAL_NUMBERS``.  ``core`` is the core that
     ran, as read from Vela's output.  ``compiled_operators`` are the operators of the model
     Vela wrote; every one but the NPU's custom operator runs on the CPU.
     """
 
     core: str
-    layers: tuple[Mapping[str, Any], ...]
+    layers: tuple[Row, ...]
     totals: Mapping[str, Number]
     system_config: str
     memory_mode: str
@@ -382,7 +449,7 @@ class VelaRun:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "core": self.core, "layers": [dict(layer) for layer in self.layers], "totals": dict(self.totals),
+            "core": self.core, "layers": [layer.to_json() for layer in self.layers], "totals": dict(self.totals),
             "system_config": self.system_config, "memory_mode": self.memory_mode,
             "core_clock": self.core_clock, "compiled_operators": list(self.compiled_operators),
             "npu_operator": self.npu_operator, "rows_add_up": self.rows_add_up,
@@ -396,25 +463,14 @@ class VelaRun:
         """Rebuild a run, checking every field: types, finite numbers, and that the layers'
         cycles add up to the network's (where Vela's rows do).  Raises ``InvalidRun``."""
         try:
-            layers = []
-            for i, raw in enumerate(data["layers"]):
-                layer: dict[str, Any] = {}
-                for key in LAYER_TEXT:
-                    if not isinstance(raw[key], str):
-                        raise InvalidRun(f"layer {i} {key} is not text")
-                    layer[key] = raw[key]
-                for key in LAYER_NUMBERS:
-                    layer[key] = _finite(raw[key], f"layer {i} {key}")
-                if set(raw) != set(layer):
-                    raise InvalidRun(f"layer {i} has fields {sorted(raw)}")
-                layers.append(layer)
+            layers = [Row.from_json(raw, f"layer {i}") for i, raw in enumerate(data["layers"])]
             totals = {key: _finite(data["totals"][key], key) for key in TOTAL_NUMBERS}
             if set(data["totals"]) != set(totals):
                 raise InvalidRun("unexpected totals")
             rows_add_up = data.get("rows_add_up", True)
             if not isinstance(rows_add_up, bool):
                 raise InvalidRun("rows_add_up is not true or false")
-            if layers and rows_add_up and not math.isclose(sum(float(la["cycles"]) for la in layers), float(totals["total_cycles"]),
+            if layers and rows_add_up and not math.isclose(sum(float(la.cycles) for la in layers), float(totals["total_cycles"]),
                                            rel_tol=1e-6, abs_tol=1.0):
                 raise InvalidRun("the layers' cycles do not add up to the total")
             facts = data["facts"]

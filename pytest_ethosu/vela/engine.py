@@ -33,8 +33,10 @@ from . import (
     MODEL_FORMATS,
     PLACEMENTS,
     CpuReason,
+    InvalidRun,
     Job,
     ModelFacts,
+    Row,
     VelaRun,
     default_config_file,
     vela_version,
@@ -454,9 +456,13 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
     totals.update({ours: round(summary[theirs] * 1024.0) for theirs, ours in SUMMARY_KIB.items()})
     totals["macs"] = int(totals["macs"])
     compiled = out_dir / f"{stem}_vela.tflite"
+    try:
+        layers = tuple(Row.from_json(row, f"layer {i}") for i, row in enumerate(rows))
+    except InvalidRun as exc:
+        raise AdapterError(f"Vela {vela_version()} wrote a per-layer row this plugin cannot read: {exc}") from None
     return VelaRun(
         core=core,
-        layers=tuple(rows),
+        layers=layers,
         totals=totals,
         system_config=str(summary["system_config"]),
         memory_mode=str(summary["memory_mode"]),
