@@ -466,15 +466,18 @@ def json_report(records: Sequence[Record], vela_version: str) -> dict[str, Any]:
     ``suggestion``, ``figures``).  ``extra`` holds the keys that ``pytest_ethosu_result`` hooks
     added to the estimate's record (``{}`` when none did).
     """
-    estimates = []
-    for record in records:
-        estimates.append({
-            "test": record.test, "name": record.name, "model": record.model, "model_sha256": record.model_sha256,
-            "accelerator": record.accelerator, "status": record.status.value, "baseline": record.baseline,
-            "inference_ms": record.inference_ms, "mac_utilization": record.mac_utilization,
-            "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra), **(record.detail or {}),
-        })
-    return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": estimates}
+    return {"schema": JSON_SCHEMA, "vela_version": vela_version, "estimates": [json_entry(r) for r in records]}
+
+
+def json_entry(record: Record) -> dict[str, Any]:
+    """One estimate as the JSON report holds it, and as the HTML views (the report page and
+    pytest-html's extras) read it."""
+    return {
+        "test": record.test, "name": record.name, "model": record.model, "model_sha256": record.model_sha256,
+        "accelerator": record.accelerator, "status": record.status.value, "baseline": record.baseline,
+        "inference_ms": record.inference_ms, "mac_utilization": record.mac_utilization,
+        "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra), **(record.detail or {}),
+    }
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Record]) -> str:

@@ -257,7 +257,7 @@ class EthosuSession:
             from .html_report import extras_for_pytest_html
 
             # pytest-html 4's documented way: append to report.extras in a makereport wrapper
-            entries = report.json_report(records, "")["estimates"]
+            entries = [report.json_entry(record) for record in records]
             outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
         return outcome
 
