@@ -1,7 +1,7 @@
 """The built-in advice rules: findings a person would otherwise dig out of the per-layer table.
 
 The rules are a plugin on the project's own ``pytest_ethosu_advice`` hook (registered as
-``ethosu-advisor``, first, so conftest hooks see their findings; ``-p no:ethosu-advisor``
+``ethosu-advisor``, a wrapper that adds its findings before any other implementation runs; ``-p no:ethosu-advisor``
 turns them off and leaves other hooks running).  They run once per estimate, over the final
 result, whatever the input format: a ``.tflite``, a ``.tosa`` file or a PyTorch model's merged
 partitions.  Besides the figures they read the result's ``evidence`` (``result.Evidence``).
@@ -26,7 +26,7 @@ Vela's estimates are not silicon measurements; the findings say what Vela's mode
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import pytest
@@ -195,8 +195,10 @@ def advise(result: EstimateResult, verify: Verify) -> list[Finding]:
             + layout_transposes(result) + hot_spots(result))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings: list[Finding],
-                         verify: Verify) -> None:
-    """The built-in rules, before any other hook."""
+                         verify: Verify) -> Generator[None, None, None]:
+    """The built-in rules, before every other implementation: as a wrapper, also before a
+    ``tryfirst`` one in a conftest that pytest loads later (a sub-directory's)."""
     findings.extend(advise(result, verify))
+    return (yield)

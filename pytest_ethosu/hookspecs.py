@@ -43,8 +43,8 @@ def pytest_ethosu_advice(config: pytest.Config, result: EstimateResult, findings
     """Add (or remove) advisor findings for one estimate, in place.
 
     Called once per estimate, over its final result, whatever the input format.  The built-in
-    rules (``pytest_ethosu/advisor.py``) are an implementation of this hook that runs first
-    (``-p no:ethosu-advisor`` turns them off), so ``findings`` holds their findings; append your
+    rules (``pytest_ethosu/advisor.py``) are a wrapper of this hook that adds its findings before
+    any other implementation runs (``-p no:ethosu-advisor`` turns them off), so ``findings`` holds their findings; append your
     own ``Finding`` objects to flag what matters to your product::
 
         # conftest.py

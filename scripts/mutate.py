@@ -178,7 +178,7 @@ MUTATIONS = (
              "        return self.estimate(model, target)",
              ("tests/test_boundaries.py::test_memo_answers_checks_and_verifications_alike",)),
     Mutation("advice-rules-not-a-plugin", "the built-in rules are the ethosu-advisor plugin on the advice hook",
-             "pytest_ethosu/advisor.py", "    findings.extend(advise(result, verify))", "    pass",
+             "pytest_ethosu/advisor.py", "    findings.extend(advise(result, verify))\n", "",
              ("tests/test_advisor.py::test_advice_in_summary_json_hook_and_off_switch",)),
     # Vela's summary, read as Vela wrote it (tests/test_parity.py against the vela command)
     Mutation("sram-dram-swapped", "SRAM and DRAM use are Vela's, each in its place",

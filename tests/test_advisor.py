@@ -145,3 +145,18 @@ def test_advice_in_summary_json_hook_and_off_switch(project: pytest.Pytester) ->
             assert [f.kind for f in result.advice()] == ["sram_budget"]
     """)
     project.runpytest("-p", "no:xdist", "-p", "no:ethosu-advisor").assert_outcomes(passed=1)
+
+
+def test_a_later_conftests_tryfirst_hook_sees_the_built_in_findings(project: pytest.Pytester) -> None:
+    """A sub-directory's conftest is loaded after the built-in rules are registered; with
+    ``tryfirst`` it still runs after them, whatever paths pytest is given."""
+    sub = project.mkpydir("sub")
+    (sub / "conftest.py").write_text(
+        "import pytest\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_ethosu_advice(config, result, findings):\n"
+        "    assert findings, 'the built-in findings come first'\n"
+        "    findings[:] = [f for f in findings if f.kind != 'hot_spot']\n")
+    (sub / "test_s.py").write_text(
+        "def test_s(ethosu_perf):\n    result = ethosu_perf.estimate('models/base.tflite', accelerator='ethos-u55-128')\n"
+        "    kinds = {f.kind for f in result.advice()}\n    assert 'memory_bound' in kinds and 'hot_spot' not in kinds\n")
+    for args in ((), ("sub",)):
+        project.runpytest("-p", "no:xdist", *args).assert_outcomes(passed=1)
