@@ -16,6 +16,7 @@ Units
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,23 +33,11 @@ TOTAL_METRICS = (*(name for name in TOTAL_NUMBERS if name != "inference_time"), 
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One row of Vela's per-layer report.  Names are not unique; ``index`` is."""
+class Layer(Row):
+    """One row of Vela's per-layer report (``vela.Row``'s fields, as Vela wrote them) in the
+    result, with its position.  Names are not unique; ``index`` is."""
 
     index: int
-    name: str
-    op: str
-    npu_op: str
-    placement: Placement  # NPU or CPU (equal to its text: ``layer.placement == "CPU"``)
-    cycles: Number
-    npu_cycles: Number
-    sram_access_cycles: Number
-    dram_access_cycles: Number
-    on_chip_flash_access_cycles: Number
-    off_chip_flash_access_cycles: Number
-    macs: Number
-    mac_utilization: Number
-    staging_usage: Number
     # PyTorch models (``pytorch.py``): where the layer came from, and its delegated partition
     module: str = ""  # module path, e.g. "features.2"
     source: str = ""  # the user's file:line
@@ -61,12 +50,7 @@ class Layer:
     @classmethod
     def from_row(cls, index: int, row: Row) -> Layer:
         """The ``index``-th row of Vela's per-layer report as a layer of the result."""
-        return cls(index=index, name=row.name, op=row.op, npu_op=row.npu_op, placement=row.placement,
-                   cycles=row.cycles, npu_cycles=row.npu_cycles, sram_access_cycles=row.sram_access_cycles,
-                   dram_access_cycles=row.dram_access_cycles,
-                   on_chip_flash_access_cycles=row.on_chip_flash_access_cycles,
-                   off_chip_flash_access_cycles=row.off_chip_flash_access_cycles, macs=row.macs,
-                   mac_utilization=row.mac_utilization, staging_usage=row.staging_usage)
+        return cls(index=index, **{f.name: getattr(row, f.name) for f in dataclasses.fields(Row)})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; the PyTorch fields only when set, so TFLite and TOSA baselines keep their form."""
@@ -80,7 +64,7 @@ class Layer:
     def label(self) -> str:
         """How messages name the layer: module path and source line (PyTorch models), then
         Vela's name."""
-        return layer_label(self.to_dict())
+        return layer_label({"module": self.module, "source": self.source, "name": self.name})
 
 
 def layer_label(layer: Any) -> str:
@@ -197,13 +181,13 @@ class EstimateResult:
         return {name: getattr(self, name) for name in TOTAL_METRICS}
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types only."""
-        data = dataclasses.asdict(self)
+        """Plain JSON types only (``source`` and ``evidence`` are not part of the value)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("source", "evidence")}
+        data["target"], data["frameworks"] = copy.deepcopy(self.target), dict(self.frameworks)
         data["layers"] = [layer.to_dict() for layer in self.layers]
         data["cpu_operators"] = list(self.cpu_operators)
         data["warnings"] = list(self.warnings)
         data["findings"] = [finding.to_dict() for finding in self.findings]
-        del data["source"], data["evidence"]
         return data
 
     @classmethod
