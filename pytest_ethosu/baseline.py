@@ -16,18 +16,20 @@ directory and are moved into place with ``os.replace``, so a reader never sees h
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError
 from .files import write_atomic
-from .result import TOTAL_METRICS, EstimateResult
+from .result import FIGURES, TOTAL_METRICS, EstimateResult, Layer, Number
 from .vela import LAYER_NUMBERS, LAYER_TEXT, PLACEMENTS
 
 SCHEMA_VERSION = 1
@@ -141,51 +143,82 @@ def legacy_for(root: Path, nodeid: str, name: str) -> Path | None:
     return old if isinstance(document, dict) and (document.get("test"), document.get("name")) == (nodeid, name) else None
 
 
-def refuse_another_tests_legacy(root: Path, path: Path, stored: dict[str, Any], nodeid: str, shown: str) -> None:
+def refuse_another_tests_legacy(root: Path, path: Path, stored: Baseline, nodeid: str, shown: str) -> None:
     """The 0.1 layout could put another test's baseline where this test's lives now
     (``test_a.py::TestB::test_c`` kept ``test_a/TestB/test_c/``, which is now
     ``test_a/TestB.py::test_c``'s).  Such a file is neither compared with nor overwritten."""
-    test, name = stored.get("test"), stored.get("name")
-    if (isinstance(test, str) and isinstance(name, str) and test != nodeid
-            and legacy_path(root, test, name) == path):
+    test, name = stored.test, stored.name
+    if test != nodeid and legacy_path(root, test, name) == path:
         raise BaselineError(f"baseline {shown} is {test}'s, kept there by pytest-ethosu 0.1, and this path is now "
                             f"{nodeid}'s. Run pytest --ethosu-update '{test}' first: it moves that file to its new "
                             "path, and this test then gets a file of its own.")
 
 
-def to_document(result: EstimateResult, nodeid: str, name: str) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "test": nodeid,
-        "name": name,
-        "model": {"path": result.model, "sha256": result.model_sha256},
-        "estimator": estimator_identity(result),
-        "totals": result.totals(),
-        "layers": [layer.to_dict() for layer in result.layers],
-    }
+@dataclass(frozen=True)
+class Identity:
+    """What produced an estimate (the baseline's ``estimator``): a change here means the
+    numbers may move on their own, and ``compare.drift`` says how."""
+
+    vela_version: str
+    core: str
+    target: Mapping[str, Any]  # the keys the plugin knew when the baseline was written
+    frameworks: Mapping[str, str] = field(default_factory=dict)  # a PyTorch model's lowering releases
+
+    @classmethod
+    def of(cls, result: EstimateResult) -> Identity:
+        target = {k: copy.deepcopy(result.target[k]) for k in ("accelerator", "system_config", "memory_mode",
+                                                                "core_clock", "config_files", "vela_args")}
+        return cls(result.vela_version, result.core, target, dict(result.frameworks))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"vela_version": self.vela_version, "core": self.core,
+                                "target": copy.deepcopy(dict(self.target))}
+        if self.frameworks:
+            data["frameworks"] = dict(self.frameworks)
+        return data
 
 
-def estimator_identity(result: EstimateResult) -> dict[str, Any]:
-    """What produced an estimate; a change here means the numbers may move on their own."""
-    target = {k: result.target[k] for k in ("accelerator", "system_config", "memory_mode",
-                                             "core_clock", "config_files", "vela_args")}
-    identity: dict[str, Any] = {"vela_version": result.vela_version, "core": result.core, "target": target}
-    if result.frameworks:  # a PyTorch model: the releases that lowered it to TOSA
-        identity["frameworks"] = dict(result.frameworks)
-    return identity
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: what a check compares with, and what ``--ethosu-update`` writes.  The
+    estimate a check makes becomes one too (``Baseline.of``), so both sides of a comparison
+    have one shape; JSON only at the file (``to_json``, ``load``)."""
+
+    test: str  # node id
+    name: str  # the check's name
+    model: str  # the model as the test named it
+    model_sha256: str
+    estimator: Identity
+    totals: Mapping[str, Number]  # by the names of ``result.FIGURES``; an older baseline may lack later ones
+    layers: tuple[Layer, ...]
+    schema: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, result: EstimateResult, nodeid: str, name: str) -> Baseline:
+        return cls(nodeid, name, result.model, result.model_sha256, Identity.of(result), result.totals(),
+                   result.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": self.schema, "test": self.test, "name": self.name,
+                "model": {"path": self.model, "sha256": self.model_sha256},
+                "estimator": self.estimator.to_json(), "totals": dict(self.totals),
+                "layers": [layer.to_dict() for layer in self.layers]}
 
 
-def dumps(document: dict[str, Any]) -> str:
+def dumps(document: Mapping[str, Any]) -> str:
     """The file's text.  Lone surrogates (names from non-UTF-8 file names) become JSON
     ``\\udcXX`` escapes, which read back as the same string."""
     text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def load(path: Path) -> dict[str, Any]:
+_FIX = ("Fix or delete the file, then run pytest --ethosu-update to write a new one "
+        "(check the diff before committing it).")
+
+
+def load(path: Path) -> Baseline:
     """Read and validate a baseline; every problem names the file and the way out."""
-    fix = ("Fix or delete the file, then run pytest --ethosu-update to write a new one "
-           "(check the diff before committing it).")
+    fix = _FIX
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -203,6 +236,13 @@ def load(path: Path) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:  # a number of more digits than Python reads, deep nesting
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
         raise BaselineError(f"baseline {path} is not a JSON file this plugin reads ({reason}). {fix}") from None
+    return from_json(document, path)
+
+
+def from_json(document: Any, path: Path | str) -> Baseline:
+    """A baseline from its file's JSON, checked field by field; ``BaselineError`` naming
+    ``path`` and the field for anything else."""
+    fix = _FIX
     if not isinstance(document, dict):
         raise BaselineError(f"baseline {path} is not a pytest-ethosu baseline (no schema version). {fix}")
     schema = document.get("schema")
@@ -230,6 +270,8 @@ def load(path: Path) -> dict[str, Any]:
         raise BaselineError(f"baseline {path} has unknown totals {unknown}. {fix}")
     for key in TOTAL_METRICS:
         if key not in document["totals"]:
+            if key not in FIRST_TOTALS:  # a figure added later: compared from the next --ethosu-update on
+                continue
             raise BaselineError(f"baseline {path} lacks totals.{key}. {fix}")
         _check_number(path, f"totals.{key}", document["totals"][key], fix, whole=key in _COUNTS)
     for i, layer in enumerate(document["layers"]):
@@ -245,8 +287,16 @@ def load(path: Path) -> dict[str, Any]:
             if key not in layer:
                 raise BaselineError(f"baseline {path} lacks layers[{i}].{key}. {fix}")
             _check_number(path, f"layers[{i}].{key}", layer[key], fix, whole=key in _COUNTS)
-    checked: dict[str, Any] = document
-    return checked
+        for key, (types, shown) in _LAYER_ORIGIN.items():
+            if key in layer and (isinstance(layer[key], bool) or not isinstance(layer[key], types)):
+                raise BaselineError(f"baseline {path}: layers[{i}].{key} is {layer[key]!r}, not {shown}. {fix}")
+    estimator, model = document["estimator"], document["model"]
+    layers = tuple(Layer(index=int(layer["index"]), **{key: layer[key] for key in (*LAYER_TEXT, *LAYER_NUMBERS)},
+                         **{key: layer[key] for key in _LAYER_ORIGIN if key in layer}) for layer in document["layers"])
+    return Baseline(document["test"], document["name"], model["path"], model["sha256"],
+                    Identity(estimator["vela_version"], estimator["core"], estimator["target"],
+                             estimator.get("frameworks", {})),
+                    document["totals"], layers, schema)
 
 
 class _DuplicateKey(ValueError):
@@ -262,7 +312,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _check_number(path: Path, where: str, value: Any, fix: str, whole: bool = False) -> None:
+def _check_number(path: Path | str, where: str, value: Any, fix: str, whole: bool = False) -> None:
     """Every figure Vela reports is a count or a share: finite, never negative; counts are whole."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise BaselineError(f"baseline {path}: {where} is {value!r}, not a finite number of zero or more. {fix}")
@@ -285,10 +335,16 @@ _TARGET: dict[str, _Kind] = {
     "core_clock": ((int, float, type(None)), "a number or null"), "config_files": _TEXT_LIST,
     "vela_args": _TEXT_LIST,
 }
-_COUNTS = {"index", "cpu_ops", "npu_ops"}
+_COUNTS = {"index", *(f.name for f in FIGURES if f.whole)}
+#: where a PyTorch model's layer came from (``result.Layer``), absent for a model file's
+_LAYER_ORIGIN: dict[str, _Kind] = {"module": _TEXT, "source": _TEXT, "partition": ((int, type(None)), "a number or null")}
+#: the totals every baseline has held since pytest-ethosu 0.1; a later figure may be absent
+FIRST_TOTALS = frozenset({"total_cycles", "npu_cycles", "sram_access_cycles", "dram_access_cycles",
+                          "on_chip_flash_access_cycles", "off_chip_flash_access_cycles", "macs", "sram_used",
+                          "dram_used", "cpu_ops", "npu_ops"})
 
 
-def _check_object(path: Path, key: str, value: Any, fields: dict[str, _Kind], fix: str,
+def _check_object(path: Path | str, key: str, value: Any, fields: dict[str, _Kind], fix: str,
                   required: bool = True) -> None:
     """``value`` is an object whose ``fields`` have their kinds; all of them, when ``required``
     (a target keeps only the keys the plugin knew when the baseline was written)."""
@@ -309,9 +365,9 @@ def _check_object(path: Path, key: str, value: Any, fields: dict[str, _Kind], fi
             raise BaselineError(f"baseline {path}: {key}.{name} is {item!r}, not {shown}. {fix}")
 
 
-def write(path: Path, document: dict[str, Any]) -> bool:
+def write(path: Path, document: Baseline) -> bool:
     """Write atomically; return False (and touch nothing) when the content is unchanged."""
-    text = dumps(document)
+    text = dumps(document.to_json())
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
@@ -325,14 +381,14 @@ def obtained_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(SUFFIX) + OBTAINED_SUFFIX)
 
 
-def write_obtained(path: Path, document: dict[str, Any], root: Path) -> Path:
+def write_obtained(path: Path, document: Baseline, root: Path) -> Path:
     """Write what a failing check estimated beside its baseline, for ``diff``; the baseline
     directory gets a ``.gitignore`` for these files the first time."""
     ignore = root / ".gitignore"
     if not ignore.exists():
         write_atomic(ignore, GITIGNORE)
     obtained = obtained_path(path)
-    write_atomic(obtained, dumps(document))
+    write_atomic(obtained, dumps(document.to_json()))
     return obtained
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from .baseline import Baseline
 from .gate import Verdict
 from .record import Record
 from .result import EstimateResult
@@ -26,7 +26,7 @@ class Pending:
 
     name: str  # "" for a plain estimate()
     path: Path | None  # the baseline file of a check
-    document: dict[str, Any] | None
+    document: Baseline | None  # what a passing check writes
     record: Record  # its status is the verdict's until the test ends
     verdict: Verdict
     result: EstimateResult

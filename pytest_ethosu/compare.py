@@ -26,21 +26,16 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .result import layer_label
+from .result import FIGURES, Layer
 from .vela import operator_key
 
-GATED_TOTALS = (
-    "total_cycles",
-    "npu_cycles",
-    "sram_access_cycles",
-    "dram_access_cycles",
-    "on_chip_flash_access_cycles",
-    "off_chip_flash_access_cycles",
-    "sram_used",
-    "dram_used",
-)
+if TYPE_CHECKING:
+    from .baseline import Baseline, Identity
+
+#: The network figures every check compares (``result.FIGURES``).
+GATED_TOTALS = tuple(f.name for f in FIGURES if f.gated)
 GATED_LAYER_METRICS = (
     "cycles",
     "npu_cycles",
@@ -243,20 +238,23 @@ def _verdict(metric: str, base: float, now: float, tol: Tolerance) -> str | None
     return None
 
 
-def _identity(layer: Mapping[str, Any]) -> str:
+def _identity(layer: Layer) -> str:
     """What names a layer across re-exports: a PyTorch model's module path and source line
     (TOSA tensor names such as ``tosa_rescale_default_3`` shift when a layer is added), else
     Vela's name."""
-    if layer.get("module"):
-        return f"{layer['module']}@{layer.get('source', '')}"
-    return str(layer["name"])
+    if layer.module:
+        return f"{layer.module}@{layer.source}"
+    return layer.name
 
 
-def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
-           ) -> tuple[int, list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]]:
-    key_base = [tuple(_identity(layer) if k == "name" else str(layer[k]) for k in keys) for layer in base]
-    key_now = [tuple(_identity(layer) if k == "name" else str(layer[k]) for k in keys) for layer in now]
-    pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
+_T = TypeVar("_T")
+_Pairs = list[tuple[Layer | None, Layer | None]]
+
+
+def _align(base: Sequence[Layer], now: Sequence[Layer], key_base: Sequence[_T], key_now: Sequence[_T]
+           ) -> tuple[int, _Pairs]:
+    """Pair the layers along an alignment of their keys; the number of equal keys, and the pairs."""
+    pairs: _Pairs = []
     equal = 0
     matcher = difflib.SequenceMatcher(None, key_base, key_now, autojunk=False)
     for tag, b0, b1, n0, n1 in matcher.get_opcodes():
@@ -270,119 +268,105 @@ def _align(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], 
     return equal, pairs
 
 
-def _keyed(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{**layer, "op": operator_key(str(layer["op"])), "npu_op": operator_key(str(layer["npu_op"]))}
-            for layer in layers]
-
-
-def match_layers(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
-                 ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
+def match_layers(base: Sequence[Layer], now: Sequence[Layer]) -> _Pairs:
     """Pair baseline layers with new ones; None on one side marks an added or removed layer.
 
     Operator names are compared in a spelling both cores share (``operator_key``).  Same
     operator sequence: pair by position.  Otherwise align on operator and name, which places an
     inserted layer exactly; when most names changed (a re-export), align on the operators alone.
     """
-    keyed_base, keyed_now = _keyed(base), _keyed(now)
-    originals = {id(k): layer for k, layer in zip(keyed_base, base, strict=True)}
-    originals.update({id(k): layer for k, layer in zip(keyed_now, now, strict=True)})
-    pairs = _match(keyed_base, keyed_now)
-    return [(None if old is None else originals[id(old)], None if new is None else originals[id(new)])
-            for old, new in pairs]
+    def ops(layers: Sequence[Layer]) -> list[tuple[str, str]]:
+        return [(layer.operator, operator_key(layer.npu_op)) for layer in layers]
 
-
-def _match(base: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]]
-           ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
-    ops = ("op", "npu_op")
-    if [tuple(layer[k] for k in ops) for layer in base] == [tuple(layer[k] for k in ops) for layer in now]:
-        return list(zip(base, now, strict=False))
-    named, pairs = _align(base, now, (*ops, "name"))
+    ops_base, ops_now = ops(base), ops(now)
+    if ops_base == ops_now:
+        return list(zip(base, now, strict=True))
+    named, pairs = _align(base, now, [(*o, _identity(la)) for o, la in zip(ops_base, base, strict=True)],
+                          [(*o, _identity(la)) for o, la in zip(ops_now, now, strict=True)])
     if 2 * named >= min(len(base), len(now)):
         return pairs
-    return _align(base, now, ops)[1]
+    return _align(base, now, ops_base, ops_now)[1]
 
 
 def _cycles(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-def drift(baseline_estimator: Mapping[str, Any], now_estimator: Mapping[str, Any],
-          total_cycles: tuple[float, float] | None = None) -> list[str]:
+def drift(before: Identity, now: Identity, total_cycles: tuple[float, float] | None = None) -> list[str]:
     """Plain-language differences between the estimator that made the baseline and this one;
     a Vela version change names how far the network's cycles moved (``total_cycles``: the
     baseline's, now)."""
     notes = []
-    old_v, new_v = baseline_estimator.get("vela_version"), now_estimator.get("vela_version")
-    if old_v != new_v:
+    if before.vela_version != now.vela_version:
         moved = ""
         if total_cycles is not None:
             old, new = total_cycles
             percent = f", {100.0 * (new - old) / old:+.2f}%" if old else ""
             moved = f" (total cycles {_cycles(old)} -> {_cycles(new)}{percent})"
-        notes.append(f"baseline made with Vela {old_v}, now {new_v}{moved}; estimates change between "
-                     "Vela releases")
-    old_c, new_c = baseline_estimator.get("core"), now_estimator.get("core")
-    if old_c != new_c:
-        notes.append(f"baseline made with the {old_c} core, now the {new_c} core; the cores "
+        notes.append(f"baseline made with Vela {before.vela_version}, now {now.vela_version}{moved}; estimates "
+                     "change between Vela releases")
+    if before.core != now.core:
+        notes.append(f"baseline made with the {before.core} core, now the {now.core} core; the cores "
                      "estimate differently")
-    old_f, new_f = baseline_estimator.get("frameworks", {}), now_estimator.get("frameworks", {})
+    old_f, new_f = before.frameworks, now.frameworks
     for name in sorted(set(old_f) | set(new_f)):
         if old_f.get(name) != new_f.get(name):
             made = f"{name} {old_f[name]}" if name in old_f else f"no recorded {name} release"
             notes.append(f"baseline made with {made}, now {new_f.get(name, 'none')}; lowering a PyTorch model "
                          "changes between releases")
-    old_t, new_t = baseline_estimator.get("target", {}), now_estimator.get("target", {})
+    old_t, new_t = before.target, now.target
     for key in sorted(set(old_t) | set(new_t)):
         if old_t.get(key) != new_t.get(key):
             notes.append(f"{key} was {old_t.get(key)!r} for the baseline, now {new_t.get(key)!r}")
     return notes
 
 
-def compare(baseline: Mapping[str, Any], now: Mapping[str, Any], tolerances: Tolerances) -> Comparison:
-    """Compare a stored baseline document with a new one made by ``baseline.to_document``."""
+def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Comparison:
+    """Compare a stored baseline with a new estimate (``baseline.Baseline.of``).  A total the
+    baseline does not record (an older plugin wrote it) is not compared."""
     changes: list[Change] = []
-    old_totals, new_totals = baseline["totals"], now["totals"]
+    old_totals, new_totals = baseline.totals, now.totals
     old_cpu, new_cpu = old_totals.get("cpu_ops", 0), new_totals.get("cpu_ops", 0)
     if new_cpu > old_cpu:
         changes.append(Change("to_cpu", "cpu_ops", old_cpu, new_cpu, tolerance="always fails"))
     for metric in GATED_TOTALS:
+        if metric not in old_totals:
+            continue
         tol = tolerances.get(metric)
         kind = _verdict(metric, old_totals[metric], new_totals[metric], tol)
         changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],
                               tolerance=tol.describe()))
-    if baseline["estimator"].get("core") != now["estimator"].get("core"):
+    changed_model = baseline.model_sha256 != now.model_sha256
+    if baseline.estimator.core != now.estimator.core:
         # the cores split and name layers differently: only the network's figures compare
-        changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
-        notes = [*drift(baseline["estimator"], now["estimator"]),
+        notes = [*drift(baseline.estimator, now.estimator),
                  "layers are not compared across cores; the network's totals are"]
         return Comparison(tuple(changes), tuple(notes), changed_model, ())
-    pairs = match_layers(baseline["layers"], now["layers"])
-    deltas = tuple((None if old is None else old["index"], None if new is None else new["index"],
-                    None if old is None else old["cycles"], None if new is None else new["cycles"])
+    pairs = match_layers(baseline.layers, now.layers)
+    deltas = tuple((None if old is None else old.index, None if new is None else new.index,
+                    None if old is None else old.cycles, None if new is None else new.cycles)
                    for old, new in pairs)
     for old, new in pairs:
         if new is None:
             assert old is not None
-            changes.append(Change("removed", "cycles", old["cycles"], None, old["index"],
-                                  layer_label(old), old["op"]))
+            changes.append(Change("removed", "cycles", old.cycles, None, old.index, old.label, old.op))
             continue
         if old is None:
-            kind = "to_cpu" if new["placement"] == "CPU" else "added"
+            kind = "to_cpu" if new.placement == "CPU" else "added"
             changes.append(Change(kind, "placement" if kind == "to_cpu" else "cycles",
-                                  None, new["cycles"], new["index"], layer_label(new), new["op"]))
+                                  None, new.cycles, new.index, new.label, new.op))
             continue
-        where = dict(layer=new["index"], name=layer_label(new), op=new["op"])
-        if old["placement"] == "NPU" and new["placement"] == "CPU":
+        where: dict[str, Any] = dict(layer=new.index, name=new.label, op=new.op)
+        if old.placement == "NPU" and new.placement == "CPU":
             changes.append(Change("to_cpu", "placement", None, None, tolerance="always fails", **where))
         if _identity(old) != _identity(new):
             changes.append(Change("renamed", "name", None, None, **where))
         for metric in GATED_LAYER_METRICS:
             tol = tolerances.get(metric)
-            kind = _verdict(metric, old[metric], new[metric], tol)
+            before, after = getattr(old, metric), getattr(new, metric)
+            kind = _verdict(metric, before, after, tol)
             if kind:
-                changes.append(Change(kind, metric, old[metric], new[metric],
-                                      tolerance=tol.describe(), **where))
-    changed_model = baseline["model"].get("sha256") != now["model"].get("sha256")
+                changes.append(Change(kind, metric, before, after, tolerance=tol.describe(), **where))
     cycles = (old_totals["total_cycles"], new_totals["total_cycles"])
-    return Comparison(tuple(changes), tuple(drift(baseline["estimator"], now["estimator"], cycles)),
+    return Comparison(tuple(changes), tuple(drift(baseline.estimator, now.estimator, cycles)),
                       changed_model, deltas)

@@ -183,7 +183,7 @@ class EthosuPerf:
         self._state.baselines.update(str(p) for p in (path, legacy) if p is not None)
         read = legacy or path
         shown = session.relative(read)
-        document = baseline.to_document(result, nodeid, name)
+        document = baseline.Baseline.of(result, nodeid, name)
         stored = baseline.load(read) if read.exists() else None  # a broken one fails here, kept
         if stored is not None and legacy is None:
             baseline.refuse_another_tests_legacy(root, path, stored, nodeid, shown)
@@ -208,7 +208,7 @@ class EthosuPerf:
         raise CheckFailed(report.failure_message(label, accept, verdict.comparison, shown,
                                                  session.config.get_verbosity(), session.settings.strict) + compare)
 
-    def _pend(self, name: str, path: Path | None, document: dict[str, Any] | None, result: EstimateResult,
+    def _pend(self, name: str, path: Path | None, document: baseline.Baseline | None, result: EstimateResult,
               verdict: Verdict, shown: str | None, legacy: Path | None = None) -> None:
         """Keep the outcome on the item until the test ends, and tell the result hook."""
         item = self._item

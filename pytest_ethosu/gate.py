@@ -1,6 +1,6 @@
 """The gate's decision for one check, as a pure function of its inputs.
 
-``decide`` takes the stored baseline (None when there is none), the new estimate's document,
+``decide`` takes the stored baseline (None when there is none), the new estimate as a baseline,
 the tolerances and the run's mode, and returns a ``Verdict``: the status, the comparison,
 whether a baseline is to be written once the test has passed, and why the check fails, if it
 does.  It reads no files and raises nothing, so every rule is testable without a session; the
@@ -20,11 +20,13 @@ The rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .compare import Comparison, Tolerances, compare
+
+if TYPE_CHECKING:
+    from .baseline import Baseline
 
 DRIFT_POLICIES = ("warn", "fail", "update")
 
@@ -63,7 +65,7 @@ class Verdict:
     failure: Failure | None = None
 
 
-def decide(stored: Mapping[str, Any] | None, document: Mapping[str, Any], tolerances: Tolerances, *,
+def decide(stored: Baseline | None, document: Baseline, tolerances: Tolerances, *,
            update: bool, strict: bool, drift_policy: str) -> Verdict:
     """The verdict for one check (see the module's docstring for the rules)."""
     if stored is None:

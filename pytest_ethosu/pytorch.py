@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, ModelError
-from .result import CpuFallback, EstimateResult, Evidence, Layer
+from .result import FIGURES, CpuFallback, EstimateResult, Evidence, Layer
 from .vela import DEFAULT_CONFIG, Placement, is_generated_name, row_tensor_names
 
 if TYPE_CHECKING:
@@ -633,13 +633,11 @@ def merge(lowered: Lowered, results: Sequence[EstimateResult]) -> EstimateResult
                 for c in result.evidence.cpu]
         add_cpu(number + 1)
     first = results[0]
-    sums = {k: sum(getattr(r, k) for r in results) for k in
-            ("total_cycles", "npu_cycles", "sram_access_cycles", "dram_access_cycles", "on_chip_flash_access_cycles",
-             "off_chip_flash_access_cycles", "macs", "inference_time", "npu_ops")}
+    figures: dict[str, Any] = {  # the partitions run one after another: work adds up, memory use peaks
+        f.name: (max if f.peak else sum)(getattr(r, f.name) for r in results) for f in FIGURES if f.name != "cpu_ops"}
     return dataclasses.replace(
-        first, model=lowered.display, model_sha256=lowered.program, layers=tuple(layers), **sums,
+        first, model=lowered.display, model_sha256=lowered.program, layers=tuple(layers), **figures,
         cpu_ops=len(lowered.cpu_ops), cpu_operators=tuple(c.target for c in lowered.cpu_ops),
-        sram_used=max(r.sram_used for r in results), dram_used=max(r.dram_used for r in results),
         warnings=tuple(w for r in results for w in r.warnings),
         target={**first.target, "tosa_profile": lowered.profile, "partitions": len(results)},
         frameworks=versions(), findings=(),

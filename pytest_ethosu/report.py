@@ -17,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from . import escape
-from .baseline import estimator_identity
+from .baseline import Identity
 from .compare import Change, Comparison, worst_first
 from .gate import Status
 from .record import Record, TopLayer, change_from_json
@@ -66,7 +66,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
     every layer and the whole comparison.
     """
     layers = [layer.to_dict() for layer in result.layers]
-    shown = {"target": result.target, "estimator": estimator_identity(result), "totals": result.totals(),
+    shown = {"target": result.target, "estimator": Identity.of(result).to_json(), "totals": result.totals(),
              "layers": layers, "comparison": comparison.to_dict() if comparison else None} if detail else None
     return Record(
         test=nodeid, file=location[0], line=location[1], name=name, model=result.model,

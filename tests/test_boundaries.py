@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_ethosu.baseline import from_json
 from pytest_ethosu.compare import Tolerance, Tolerances
 from pytest_ethosu.estimator import Estimator
 from pytest_ethosu.gate import Failure, Status, decide
@@ -36,7 +37,8 @@ def document(cycles: float) -> dict[str, Any]:
 
 
 def status(base: float, now: float, tolerances: Tolerances) -> tuple[Status, Failure | None]:
-    verdict = decide(document(base), document(now), tolerances, update=False, strict=False, drift_policy="warn")
+    verdict = decide(from_json(document(base), "base"), from_json(document(now), "now"), tolerances, update=False,
+                     strict=False, drift_policy="warn")
     return verdict.status, verdict.failure
 
 

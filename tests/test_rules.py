@@ -38,7 +38,8 @@ DEFAULT = Tolerances.merge([])
 
 def verdict(stored: dict[str, Any] | None, now: dict[str, Any], tol: Tolerances = DEFAULT, **mode: Any) -> Verdict:
     options = {"update": False, "strict": False, "drift_policy": "warn", **mode}
-    return decide(stored, now, tol, **options)
+    return decide(None if stored is None else baseline.from_json(stored, "stored"), baseline.from_json(now, "now"),
+                  tol, **options)
 
 
 def test_missing_baseline_fails_or_is_written_under_update() -> None:
@@ -124,17 +125,17 @@ def test_bad_tolerances_are_refused_by_name(source: dict[str, Any], message: str
 
 def test_write_replaces_the_file_and_never_writes_in_place(tmp_path: Path) -> None:
     path = tmp_path / "b" / "default.json"
-    baseline.write(path, document())
+    baseline.write(path, baseline.from_json(document(), path))
     before, inode = path.read_bytes(), path.stat().st_ino
-    baseline.write(path, document(cycles=2000))
+    baseline.write(path, baseline.from_json(document(cycles=2000), path))
     assert path.stat().st_ino != inode  # a new file moved into place: readers see old or new, whole
-    assert baseline.load(path)["totals"]["total_cycles"] == 2000
+    assert baseline.load(path).totals["total_cycles"] == 2000
     assert before != path.read_bytes()
 
 
 def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "default.json"
-    baseline.write(path, document())
+    baseline.write(path, baseline.from_json(document(), path))
     before = path.read_bytes()
 
     def full_disk(fd: int) -> None:
@@ -142,7 +143,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr("pytest_ethosu.files.os.fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        baseline.write(path, document(cycles=2000))
+        baseline.write(path, baseline.from_json(document(cycles=2000), path))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["default.json"]
 
@@ -173,9 +174,9 @@ def test_names_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
     doc["name"] = "bad\udcff"
     doc["layers"][0]["name"] = "\ud800x"
     path = tmp_path / baseline.safe_component("bad\udcff")
-    assert baseline.write(path, doc)
-    assert baseline.load(path) == doc
-    assert not baseline.write(path, doc)  # unchanged: not rewritten
+    assert baseline.write(path, baseline.from_json(doc, path))
+    assert baseline.load(path).to_json() == doc
+    assert not baseline.write(path, baseline.load(path))  # unchanged: not rewritten
 
 
 @pytest.mark.parametrize("edit, message", [

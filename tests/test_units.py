@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from pytest_ethosu import BaselineError, baseline
 from pytest_ethosu.compare import drift, match_layers
-from pytest_ethosu.result import TOTAL_METRICS
+from pytest_ethosu.baseline import Identity
+from pytest_ethosu.result import TOTAL_METRICS, Layer
+from pytest_ethosu.vela import LAYER_NUMBERS, Placement
 
 ids = st.text(min_size=1, max_size=300)
 
@@ -65,18 +67,19 @@ def test_hostile_parametrize_ids(tmp_path: Path) -> None:
                    "t.py::test[ünï]"]:
         path = baseline.baseline_path(tmp_path, nodeid, "default")
         assert tmp_path in path.parents
-        baseline.write(path, {"schema": 1})
-        assert path.read_text() == '{\n  "schema": 1\n}\n'
+        written = baseline.from_json(_valid_baseline() | {"test": nodeid}, nodeid)
+        baseline.write(path, written)
+        assert baseline.load(path) == written
 
 
 def test_inserted_layer_is_added_not_a_cascade() -> None:
-    def layer(op: str, name: str) -> dict[str, str]:
-        return {"op": op, "npu_op": op, "name": name}
+    def layer(op: str, name: str) -> Layer:
+        return Layer(op=op, npu_op=op, placement=Placement.NPU, name=name, **dict.fromkeys(LAYER_NUMBERS, 0), index=0)
 
     base = [layer("Conv2D", "a"), layer("Conv2D", "b"), layer("Pool", "c")]
     now = [layer("Conv2D", "a"), layer("Conv2D", "x"), layer("Conv2D", "b"), layer("Pool", "c")]
     pairs = match_layers(base, now)
-    assert [(o and o["name"], n and n["name"]) for o, n in pairs] == [("a", "a"), (None, "x"), ("b", "b"),
+    assert [(o and o.name, n and n.name) for o, n in pairs] == [("a", "a"), (None, "x"), ("b", "b"),
                                                                       ("c", "c")]
 
 
@@ -107,10 +110,10 @@ document = st.fixed_dictionaries({
 def test_baseline_round_trip(doc: dict[str, object]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "sub" / "b.json"
-        assert baseline.write(path, doc) is True
+        assert baseline.write(path, baseline.from_json(doc, path)) is True
         first = path.read_bytes()
-        assert baseline.load(path) == doc
-        assert baseline.write(path, doc) is False  # unchanged content is not rewritten
+        assert baseline.load(path).to_json() == doc
+        assert baseline.write(path, baseline.load(path)) is False  # unchanged content is not rewritten
         assert path.read_bytes() == first
         assert [p.name for p in path.parent.iterdir()] == ["b.json"]
 
@@ -186,10 +189,10 @@ def test_a_malformed_baseline_is_refused_naming_the_file(tmp_path: Path, edit: o
     assert str(path) in str(raised.value) and says in str(raised.value), raised.value
     assert "pytest --ethosu-update" in str(raised.value)
     path.write_text(text)
-    assert baseline.load(path) == _valid_baseline()
+    assert baseline.load(path).to_json() == _valid_baseline()
     with_layer = text.replace('"layers": []', '"layers": [' + _LAYER + ']')
     path.write_text(with_layer)
-    assert baseline.load(path)["layers"] == [json.loads(_LAYER)]
+    assert baseline.load(path).to_json()["layers"] == [json.loads(_LAYER)]
 
 
 def test_advice_lines_cut_memory_bound_unless_full() -> None:
@@ -227,9 +230,8 @@ def test_every_subpackage_is_shipped() -> None:
 
 def test_a_framework_release_change_is_drift_that_names_it() -> None:
     """A PyTorch baseline records the releases that lowered the model; another one is drift."""
-    def estimator(frameworks: dict[str, str] | None) -> dict[str, object]:
-        made: dict[str, object] = {"vela_version": "5.2.0", "core": "regor", "target": {}}
-        return made if frameworks is None else {**made, "frameworks": frameworks}
+    def estimator(frameworks: dict[str, str] | None) -> Identity:
+        return Identity("5.2.0", "regor", {}, frameworks or {})
 
     then = estimator({"executorch": "1.5.0", "torch": "2.13.0", "tosa-tools": "1.0.0"})
     now = estimator({"executorch": "1.5.1", "torch": "2.13.0", "tosa-tools": "1.0.0"})

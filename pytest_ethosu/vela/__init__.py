@@ -74,19 +74,21 @@ LAYER_HEADINGS = (("index", "#"), ("op", "Original Operator"), ("npu_op", "NNG O
                   ("on_chip_flash_access_cycles", "OnFlash AC"), ("off_chip_flash_access_cycles", "OffFlash AC"),
                   ("macs", "MAC Count"), ("mac_utilization", "Util% (MAC)"), ("name", "Name"))
 
-#: The network totals a run reports, by the plugin's names (memory use in bytes).
-TOTAL_NUMBERS = (
-    "total_cycles",
-    "npu_cycles",
-    "sram_access_cycles",
-    "dram_access_cycles",
-    "on_chip_flash_access_cycles",
-    "off_chip_flash_access_cycles",
-    "macs",
-    "sram_used",
-    "dram_used",
-    "inference_time",
-)
+#: The network totals a run reports: the plugin's name -> Vela's summary CSV column and the
+#: factor that turns it into the plugin's unit (memory use: Vela writes KiB, the plugin bytes).
+SUMMARY_COLUMNS: dict[str, tuple[str, int]] = {
+    "total_cycles": ("cycles_total", 1),
+    "npu_cycles": ("cycles_npu", 1),
+    "sram_access_cycles": ("cycles_sram_access", 1),
+    "dram_access_cycles": ("cycles_dram_access", 1),
+    "on_chip_flash_access_cycles": ("cycles_on_chip_flash_access", 1),
+    "off_chip_flash_access_cycles": ("cycles_off_chip_flash_access", 1),
+    "macs": ("nn_macs", 1),
+    "sram_used": ("sram_memory_used", 1024),
+    "dram_used": ("dram_memory_used", 1024),
+    "inference_time": ("inference_time", 1),
+}
+TOTAL_NUMBERS = tuple(SUMMARY_COLUMNS)
 
 #: Model file formats Vela compiles, by the flatbuffer file identifier at bytes 4-8.
 MODEL_FORMATS = {b"TFL3": "tflite", b"TOSA": "tosa"}

@@ -32,6 +32,7 @@ from . import (
     LAYER_TEXT,
     MODEL_FORMATS,
     PLACEMENTS,
+    SUMMARY_COLUMNS,
     CpuReason,
     InvalidRun,
     Job,
@@ -89,18 +90,6 @@ LEGACY_COLUMNS = (
 HEADERS = {",".join(c for c, _ in cols): (core, cols) for core, cols in
            (("regor", REGOR_COLUMNS), ("legacy", LEGACY_COLUMNS))}
 
-# Vela's summary CSV columns, mapped to the plugin's total names.
-SUMMARY_TOTALS = {
-    "cycles_total": "total_cycles",
-    "cycles_npu": "npu_cycles",
-    "cycles_sram_access": "sram_access_cycles",
-    "cycles_dram_access": "dram_access_cycles",
-    "cycles_on_chip_flash_access": "on_chip_flash_access_cycles",
-    "cycles_off_chip_flash_access": "off_chip_flash_access_cycles",
-    "nn_macs": "macs",
-    "inference_time": "inference_time",
-}
-SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used"}  # Vela writes KiB
 SUMMARY_TEXT = frozenset({"experiment", "network", "accelerator_configuration", "system_config",
                           "memory_mode", "weights_storage_area", "feature_map_storage_area"})
 
@@ -452,8 +441,9 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
     if core is None:  # nothing on the NPU: the summary still tells the cores apart
         core = summary_core(summary_text)
     summary = read_summary_csv(summary_text)
-    totals: dict[str, int | float] = {ours: summary[theirs] for theirs, ours in SUMMARY_TOTALS.items()}
-    totals.update({ours: round(summary[theirs] * 1024.0) for theirs, ours in SUMMARY_KIB.items()})
+    totals: dict[str, int | float] = {  # scaled figures (KiB -> bytes) are whole, as are MACs
+        ours: round(summary[theirs] * scale) if scale != 1 else summary[theirs]
+        for ours, (theirs, scale) in SUMMARY_COLUMNS.items()}
     totals["macs"] = int(totals["macs"])
     compiled = out_dir / f"{stem}_vela.tflite"
     try:
