@@ -2,8 +2,8 @@
 
 Gated metrics
 -------------
-Totals: cycles (total, NPU, and each memory area's access cycles), peak SRAM and DRAM use, and
-the CPU operator count.  Per layer: cycles, NPU cycles, each memory area's access cycles and
+Totals: cycles (total, NPU, and each memory area's access cycles), peak SRAM and DRAM use, the
+flash the model takes, and the CPU operator count.  Per layer: cycles, NPU cycles, each memory area's access cycles and
 staging (SRAM) usage.  A metric regresses when ``now - baseline > atol + rtol * |baseline|``
 (numpy's ``isclose`` naming; defaults ``rtol=0.01``, ``atol=0``); it improves when it drops by
 more than that.  MAC counts and utilisation are reported but never gated: more MACs in the same

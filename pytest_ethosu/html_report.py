@@ -190,8 +190,11 @@ def _comparison_metrics(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, 
         ("NPU cycles", total("npu_cycles"), 0)]
     metrics += [(text + " cycles", total(field), 0) for _key, field, text in AREAS
                 if any(e["totals"].get(field) for e in entries)]
-    metrics += [("SRAM used KiB", total("sram_used", 1024), 1), ("DRAM used KiB", total("dram_used", 1024), 1),
-                ("NPU ops", total("npu_ops"), 0), ("CPU ops", total("cpu_ops"), 0),
+    metrics += [("SRAM used KiB", total("sram_used", 1024), 1), ("DRAM used KiB", total("dram_used", 1024), 1)]
+    metrics += [(text + " used KiB", total(field, 1024), 1)
+                for field, text in (("on_chip_flash_used", "on-chip flash"), ("off_chip_flash_used", "off-chip flash"))
+                if any(e["totals"].get(field) for e in entries)]
+    metrics += [("NPU ops", total("npu_ops"), 0), ("CPU ops", total("cpu_ops"), 0),
                 ("layers", lambda e: float(len(e["layers"])), 0)]
     rows = []
     for text, get, digits in metrics:

@@ -12,6 +12,8 @@ Units
   "SRAM Usage" with the legacy core).
 - ``inference_time``: seconds at the configured NPU clock (``target["core_clock"]``, Hz).
 - ``sram_used`` / ``dram_used``: bytes, peak over the network.
+- ``on_chip_flash_used`` / ``off_chip_flash_used``: bytes of flash the compiled model takes in
+  that memory area (its weights, and the feature maps of a memory mode that keeps them there).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ FIGURES = (
     Figure("macs", gated=False),  # more MACs in the same cycles is not a slow-down
     Figure("sram_used", peak=True),
     Figure("dram_used", peak=True),
+    Figure("on_chip_flash_used"),  # each partition's weights are stored: they add up
+    Figure("off_chip_flash_used"),
     Figure("inference_time", gated=False, recorded=False),  # total_cycles at the core clock
     Figure("cpu_ops", gated=False, whole=True),  # any rise fails on its own rule (compare.py)
     Figure("npu_ops", gated=False, whole=True),
@@ -179,6 +183,8 @@ class EstimateResult:
     cpu_ops: int
     sram_used: int
     dram_used: int
+    on_chip_flash_used: int
+    off_chip_flash_used: int
     cpu_operators: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
     findings: tuple[Finding, ...] = field(default=())

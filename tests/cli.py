@@ -36,7 +36,8 @@ SUMMARY = {
     "inference_time": "inference_time",
 }
 #: Summary CSV columns in KiB -> the result's figures in bytes.
-SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used"}
+SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used",
+               "on_chip_flash_memory_used": "on_chip_flash_used", "off_chip_flash_memory_used": "off_chip_flash_used"}
 #: Summary CSV columns -> the result's resolved target.
 SUMMARY_TARGET = {"system_config": "system_config", "memory_mode": "memory_mode", "core_clock": "core_clock"}
 

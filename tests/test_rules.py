@@ -89,6 +89,45 @@ def test_update_writes_only_after_a_passing_test() -> None:
     assert after_test(checked, passed=False, existed=True, changed=None) is Status.OK
 
 
+def test_flash_growth_fails_on_the_flash_figure() -> None:
+    """The flash the model takes is gated like SRAM: weights that grow past the tolerance fail."""
+    before = document()
+    grown = document()
+    before["totals"]["off_chip_flash_used"], grown["totals"]["off_chip_flash_used"] = 200_000, 400_000
+    result = verdict(before, grown)
+    assert result.failure is Failure.REGRESSED and result.comparison is not None
+    assert [(c.metric, c.baseline, c.now) for c in result.comparison.regressions] == [
+        ("off_chip_flash_used", 200_000, 400_000)]
+
+
+def test_a_baseline_from_before_a_figure_existed_compares_on_what_it_has(tmp_path: Path) -> None:
+    """A baseline written before the flash figures were recorded still loads, passes on the
+    figures it holds whatever the new ones are, and still fails on those it holds; a figure
+    every baseline has always held stays required."""
+    import json
+
+    old = document()
+    for name in ("on_chip_flash_used", "off_chip_flash_used"):
+        del old["totals"][name]
+    path = tmp_path / "default.json"
+    path.write_text(json.dumps(old))
+    stored = baseline.load(path)
+    assert "off_chip_flash_used" not in stored.totals
+    now = document()
+    now["totals"]["off_chip_flash_used"] = 10**9
+    checked = decide(stored, baseline.from_json(now, "now"), DEFAULT, update=False, strict=True, drift_policy="warn")
+    assert checked.status is Status.OK and checked.failure is None and checked.comparison is not None
+    assert {c.metric for c in checked.comparison.changes if c.layer is None} >= {"total_cycles", "sram_used"}
+    assert "off_chip_flash_used" not in {c.metric for c in checked.comparison.changes}
+    slower = decide(stored, baseline.from_json(document(cycles=2000), "now"), DEFAULT, update=False, strict=False,
+                    drift_policy="warn")
+    assert slower.failure is Failure.REGRESSED
+    del old["totals"]["sram_used"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(BaselineError, match="lacks totals.sram_used"):
+        baseline.load(path)
+
+
 def test_per_metric_tolerance_overrides_the_default() -> None:
     tol = Tolerances.merge([{"tolerances": {"dram_access_cycles": {"rtol": 0.05}}}])
     assert tol.get("dram_access_cycles").rtol == 0.05 and tol.get("total_cycles").rtol == 0.01

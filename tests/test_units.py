@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_ethosu import BaselineError, baseline
-from pytest_ethosu.compare import drift, match_layers
 from pytest_ethosu.baseline import Identity
+from pytest_ethosu.compare import drift, match_layers
 from pytest_ethosu.result import TOTAL_METRICS, Layer
 from pytest_ethosu.vela import LAYER_NUMBERS, Placement
 
@@ -74,7 +75,8 @@ def test_hostile_parametrize_ids(tmp_path: Path) -> None:
 
 def test_inserted_layer_is_added_not_a_cascade() -> None:
     def layer(op: str, name: str) -> Layer:
-        return Layer(op=op, npu_op=op, placement=Placement.NPU, name=name, **dict.fromkeys(LAYER_NUMBERS, 0), index=0)
+        zero: dict[str, Any] = dict.fromkeys(LAYER_NUMBERS, 0)
+        return Layer(op=op, npu_op=op, placement=Placement.NPU, name=name, index=0, **zero)
 
     base = [layer("Conv2D", "a"), layer("Conv2D", "b"), layer("Pool", "c")]
     now = [layer("Conv2D", "a"), layer("Conv2D", "x"), layer("Conv2D", "b"), layer("Pool", "c")]
@@ -276,7 +278,7 @@ def test_a_cached_run_keeps_its_typed_rows() -> None:
 
     totals = {"total_cycles": 7, "npu_cycles": 5, "sram_access_cycles": 1, "dram_access_cycles": 0,
               "on_chip_flash_access_cycles": 0, "off_chip_flash_access_cycles": 2.5, "macs": 10, "sram_used": 1,
-              "dram_used": 0, "inference_time": 1e-6}
+              "dram_used": 0, "on_chip_flash_used": 0, "off_chip_flash_used": 3, "inference_time": 1e-6}
     data = {"core": "regor", "layers": [_ROW], "totals": totals, "system_config": "s", "memory_mode": "m",
             "core_clock": 5e8, "compiled_operators": ["ethos-u"], "npu_operator": "ethos-u", "rows_add_up": True,
             "cpu_reasons": [], "depth_granularity": 16, "facts": {"operators": ["CONV_2D"], "float_ops": 0,

@@ -86,6 +86,8 @@ SUMMARY_COLUMNS: dict[str, tuple[str, int]] = {
     "macs": ("nn_macs", 1),
     "sram_used": ("sram_memory_used", 1024),
     "dram_used": ("dram_memory_used", 1024),
+    "on_chip_flash_used": ("on_chip_flash_memory_used", 1024),
+    "off_chip_flash_used": ("off_chip_flash_memory_used", 1024),
     "inference_time": ("inference_time", 1),
 }
 TOTAL_NUMBERS = tuple(SUMMARY_COLUMNS)
