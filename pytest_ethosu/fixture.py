@@ -2,11 +2,12 @@
 
 One check, from the call to the record: ``EthosuPerf.__call__`` checks its arguments (before
 Vela runs), resolves the target (``target.py``), asks the session's ``Estimator``
-(``estimator.py``), builds the baseline document (``baseline.py``), lets the gate decide
-(``gate.py``, which compares with ``compare.py``), and keeps a ``Pending`` outcome with its
-record (``report.py``) on the item (``check.py``).  A failing verdict raises ``CheckFailed`` with the message
-from ``report.py``.  The session (``session.py``) writes pending baselines once the test has
-passed and prints the records at the end.
+(``estimator.py``), runs the advice hook over the result (``advisor.py`` and conftest rules),
+and hands the result to ``check.run``, which reads the baseline (``baseline.py``), lets the
+gate decide (``gate.py``, which compares with ``compare.py``) and keeps the outcome and its
+record (``report.py``) on the item.  A failing verdict raises ``CheckFailed`` with
+``check.failure``'s message.  The session (``session.py``) has ``check.finish`` write pending
+baselines once the test has passed, and prints the records at the end.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import baseline, escape, report
-from .check import ItemState, Pending, item_state_key
+from . import check, escape
+from .check import ItemState, item_state_key
 from .compare import Tolerances
 from .errors import ArgumentError, CheckFailed, EthosuWarning, ModelError
 from .estimator import ModelArg
-from .gate import Failure, Status, Verdict, decide
 from .options import MARKER_KEYS, TARGET_KEYS, split_names
 from .result import EstimateResult, Finding
 from .target import Target, resolve
@@ -121,7 +120,7 @@ class EthosuPerf:
         __tracebackhide__ = True
         pytorch = _pytorch_arguments(model, example_inputs, calibration, quantize)
         result = self._estimate(model, self.target(**target), pytorch)
-        self._pend("", None, None, result, Verdict(Status.UNCHECKED, None, write=False), None)
+        check.unchecked(self._session.context, self._item, self._state, result)
         return result
 
     def _estimate(self, model: ModelArg | Any, target: Target,
@@ -172,47 +171,8 @@ class EthosuPerf:
         resolved = self.target(**target)
         self._names.add(name)
         result = self._estimate(model, resolved, pytorch, check=True)
-        root = session.settings.baseline_root
-        if not nodeid.partition("::")[0]:
-            raise ArgumentError(f"{nodeid}: its test file lies outside pytest's rootdir ({session.rootdir}), so its "
-                                "node id names no file and its baseline would have no place. Run pytest with a rootdir "
-                                "that contains the test files (--rootdir, or the ini file's directory).")
-        path = baseline.baseline_path(root, nodeid, name)
-        baseline.check_place(path, root, session.relative)
-        legacy = None if path.exists() else baseline.legacy_for(root, nodeid, name)
-        self._state.baselines.update(str(p) for p in (path, legacy) if p is not None)
-        read = legacy or path
-        shown = session.relative(read)
-        document = baseline.Baseline.of(result, nodeid, name)
-        stored = baseline.load(read) if read.exists() else None  # a broken one fails here, kept
-        if stored is not None and legacy is None:
-            baseline.refuse_another_tests_legacy(root, path, stored, nodeid, shown)
-        verdict = decide(stored, document, tol, update=session.settings.update,
-                         strict=session.settings.strict, drift_policy=session.settings.drift_policy)
-        self._pend(name, path, document, result, verdict, shown, legacy)
-        if verdict.failure is None:
-            baseline.remove_obtained(path)  # a leftover of an earlier failure
-            return result
-        label = f"{result.model} on {result.accelerator}" + (f" [{name}]" if name != "default" else "")
-        accept = session.update_command([nodeid])
-        if verdict.failure is Failure.MISSING:
-            raise CheckFailed(report.missing_message(label, accept, shown))
-        try:  # beside the baseline, for diff: what this run estimated
-            obtained = session.relative(baseline.write_obtained(path, document, session.settings.baseline_root))
-        except OSError:
-            obtained = None
-        assert verdict.comparison is not None
-        compare = f"\nthis run's estimate: {obtained} (diff it against the baseline)" if obtained else ""
-        if verdict.failure is Failure.DRIFT:
-            raise CheckFailed(report.drift_message(label, accept, verdict.comparison, shown) + compare)
-        raise CheckFailed(report.failure_message(label, accept, verdict.comparison, shown,
-                                                 session.config.get_verbosity(), session.settings.strict) + compare)
-
-    def _pend(self, name: str, path: Path | None, document: baseline.Baseline | None, result: EstimateResult,
-              verdict: Verdict, shown: str | None, legacy: Path | None = None) -> None:
-        """Keep the outcome on the item until the test ends, and tell the result hook."""
-        item = self._item
-        location = (item.location[0], (item.location[1] or 0) + 1)
-        record = report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison,
-                                    shown, self._session.wants_detail(verdict.status))
-        self._state.pending.append(Pending(name, path, document, record, verdict, result, legacy))
+        context = session.context
+        message = check.failure(context, nodeid, check.run(context, self._item, self._state, name, result, tol))
+        if message is not None:
+            raise CheckFailed(message)
+        return result

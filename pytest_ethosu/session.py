@@ -29,12 +29,12 @@ from typing import Any
 
 import pytest
 
-from . import baseline, cache, escape, report, scratch, unused
-from .check import Pending, item_state_key
+from . import baseline, cache, check, escape, report, scratch, unused
+from .check import Context, Pending, item_state_key
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
-from .gate import Status, after_test
+from .gate import Status
 from .options import two_word_paths
 from .record import RECORD_KEYS, Record
 from .settings import Settings
@@ -68,6 +68,9 @@ class EthosuSession:
         self.interrupted = False
         self.output_errors: list[str] = []
         settings = self.settings
+        self.context = Context(settings.baseline_root, self.rootdir, settings.update, settings.strict,
+                               settings.drift_policy, config.get_verbosity(), self.relative, self.update_command,
+                               self.wants_detail)
         if settings.update and not self.is_worker and config.getoption("dist", "no") == "each":
             raise pytest.UsageError("--ethosu-update under --dist each: every worker runs every test and writes its "
                                     "baselines, also for a test that fails on another worker. Update without "
@@ -351,27 +354,10 @@ class EthosuSession:
         self.produced.update(state.baselines)
         errors = []
         records = []
-        root = self.settings.baseline_root
         for pending in state.pending:
-            changed: bool | None = None
-            existed = pending.path is not None and (pending.path.exists() or pending.legacy is not None)
-            if passed and pending.verdict.write:
-                assert pending.path is not None and pending.document is not None
-                try:
-                    changed = baseline.write(pending.path, pending.document)
-                except OSError as exc:
-                    errors.append(f"could not write baseline {self.relative(pending.path)}: "
-                                  f"{exc.strerror or exc}. Check that the baseline directory is "
-                                  "writable and the disk has space; the old file is unchanged.")
-                else:
-                    if pending.legacy is not None:  # moved from where pytest-ethosu 0.1 kept it
-                        changed = True
-                        try:
-                            baseline.remove(pending.legacy, root)
-                        except (OSError, BaselineError) as exc:
-                            self.output_errors.append(f"could not delete {self.relative(pending.legacy)} after "
-                                                      f"moving it to {self.relative(pending.path)}: {exc}")
-            status = after_test(pending.verdict, passed, existed, changed)
+            status, failed, problems = check.finish(self.context, pending, passed)
+            errors += failed
+            self.output_errors += problems
             record = self._final(item, pending, status)
             if pending.name:
                 shown = pending.name.encode("utf-8", "backslashreplace").decode("utf-8")  # xdist sends UTF-8
