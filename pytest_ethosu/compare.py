@@ -149,6 +149,12 @@ class Change:
                 "layer": self.layer, "name": self.name, "op": self.op, "delta": self.delta,
                 "percent": self.percent, "tolerance": self.tolerance}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Change:
+        """A change from its ``to_dict`` (``delta`` and ``percent`` follow from the rest)."""
+        return cls(data["kind"], data["metric"], data["baseline"], data["now"], data["layer"], data["name"],
+                   data["op"], data["tolerance"])
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -166,6 +172,13 @@ class Comparison:
                 "changes": [c.to_dict() for c in self.changes],
                 "layer_deltas": [{"baseline_layer": b, "layer": n, "baseline_cycles": bc, "cycles": nc}
                                  for b, n, bc, nc in self.layer_deltas]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Comparison:
+        """A comparison from its ``to_dict`` (``status`` follows from the changes)."""
+        return cls(tuple(Change.from_json(c) for c in data["changes"]), tuple(data["drift"]), bool(data["model_changed"]),
+                   tuple((d["baseline_layer"], d["layer"], d["baseline_cycles"], d["cycles"])
+                         for d in data.get("layer_deltas", [])))
 
     @property
     def regressions(self) -> list[Change]:

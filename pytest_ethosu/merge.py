@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .baseline import FIRST_TOTALS
 from .record import Record
 from .result import TOTAL_METRICS, Finding, Layer
+from .vela import PLACEMENTS, InvalidRun
 
 SCHEMA = report.JSON_SCHEMA
 
@@ -89,7 +91,7 @@ COMPARISON: dict[str, Spec] = {"drift": [str], "model_changed": bool, "changes":
 ENTRY: dict[str, Spec] = {
     "test": str, "name": str, "model": str, "model_sha256": str, "accelerator": str, "status": str,
     "baseline": (str, None), "inference_ms": NUMBER, "mac_utilization": NUMBER, "findings": [FINDING],
-    "extra": dict, "target": dict, "estimator": dict, "totals": dict.fromkeys(TOTAL_METRICS, NUMBER),
+    "extra": dict, "target": dict, "estimator": {"vela_version": str, "core": str}, "totals": {k: NUMBER for k in TOTAL_METRICS if k in FIRST_TOTALS},
     "layers": [LAYER], "comparison": (COMPARISON, None),
 }
 
@@ -148,9 +150,17 @@ def entry_problem(entry: Any) -> str | None:
     problem = _problem(entry, ENTRY, "")
     if problem is None and entry["status"] not in report.STATUS_TEXT:
         problem = f"status is {entry['status']!r}, not one of {', '.join(sorted(report.STATUS_TEXT))}"
+    for i, layer in enumerate(entry["layers"] if problem is None else []):
+        if layer["placement"] not in PLACEMENTS:
+            problem = problem or f"layers[{i}].placement is {layer['placement']!r}, not one of {', '.join(PLACEMENTS)}"
     for i, finding in enumerate(entry["findings"] if problem is None else []):
         if "share" in finding["figures"]:  # the summary ranks memory-bound layers by it
             problem = problem or _problem(finding["figures"]["share"], NUMBER, f"findings[{i}].figures.share")
+    if problem is None:
+        try:  # what the summary and the reports read: the record the session would have built
+            report.record_from_entry(entry)
+        except (InvalidRun, KeyError, TypeError, ValueError) as exc:
+            problem = f"it does not read as an estimate ({type(exc).__name__}: {exc})"
     return problem
 
 
@@ -247,7 +257,7 @@ def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True,
     if charts:
         from .html_report import markdown_charts
 
-        extra = markdown_charts(entries)
+        extra = markdown_charts(records)
         if extra:
             text += extra + "\n"
     return text

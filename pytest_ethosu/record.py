@@ -11,14 +11,16 @@ back as ``extra``.  A merged JSON report's entries become records through
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare import Change
+from .baseline import Identity
+from .compare import Change, Comparison
 from .gate import Status
-from .result import Finding
+from .result import Finding, Layer
 
 Number = int | float
 
@@ -41,6 +43,33 @@ class TopLayer:
     def from_json(cls, data: Mapping[str, Any]) -> TopLayer:
         return cls(int(data["index"]), str(data["name"]), str(data["op"]), data["cycles"], float(data["share"]),
                    float(data["mac_utilization"]))
+
+
+@dataclass(frozen=True)
+class Detail:
+    """What the reports show of an estimate beyond its summary: the resolved target, what
+    produced it, every total, every layer and the whole comparison.  Records carry it when a
+    report needs it (``--ethosu-json``, ``--ethosu-html``, pytest-html, ``--ethosu-layers``)."""
+
+    target: Mapping[str, Any]
+    estimator: Identity
+    totals: Mapping[str, Number]
+    layers: tuple[Layer, ...]
+    comparison: Comparison | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report entry's ``target``, ``estimator``, ``totals``, ``layers`` and ``comparison``."""
+        return {"target": copy.deepcopy(dict(self.target)), "estimator": self.estimator.to_json(),
+                "totals": dict(self.totals), "layers": [layer.to_dict() for layer in self.layers],
+                "comparison": self.comparison.to_dict() if self.comparison is not None else None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Detail:
+        estimator = data["estimator"]
+        return cls(data["target"], Identity(estimator["vela_version"], estimator["core"], estimator.get("target", {}),
+                                            estimator.get("frameworks", {})),
+                   data["totals"], tuple(Layer.from_json(layer, f"layers[{i}]") for i, layer in enumerate(data["layers"])),
+                   None if data["comparison"] is None else Comparison.from_json(data["comparison"]))
 
 
 @dataclass(frozen=True)
@@ -72,9 +101,7 @@ class Record:
     advice: tuple[Finding, ...]
     top_layers: tuple[TopLayer, ...]
     source: str  # "vela", "cache" or "memo": who answered this time ("" when not known)
-    #: with --ethosu-json: target, estimator, totals, layers and comparison, in the JSON report's
-    #: own shape (it is written as it is)
-    detail: Mapping[str, Any] | None
+    detail: Detail | None  # for the reports that show every layer (see ``Detail``)
     extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
 
     @property
@@ -91,24 +118,20 @@ class Record:
         data.update(status=self.status.value, drift=list(self.drift),
                     regressions=[c.to_dict() for c in self.regressions],
                     advice=[f.to_dict() for f in self.advice], top_layers=[t.to_json() for t in self.top_layers],
-                    detail=dict(self.detail) if self.detail is not None else None)
+                    detail=self.detail.to_json() if self.detail is not None else None)
         return {**self.extra, **data}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Record:
         values = {key: data[key] for key in RECORD_KEYS}
         values.update(status=Status(data["status"]), drift=tuple(data["drift"]),
-                      regressions=tuple(change_from_json(c) for c in data["regressions"]),
+                      regressions=tuple(Change.from_json(c) for c in data["regressions"]),
                       advice=tuple(Finding(**f) for f in data["advice"]),
                       top_layers=tuple(TopLayer.from_json(t) for t in data["top_layers"]),
+                      detail=None if data["detail"] is None else Detail.from_json(data["detail"]),
                       extra={key: value for key, value in data.items() if key not in RECORD_KEYS})
         return cls(**values)
 
-
-def change_from_json(data: Mapping[str, Any]) -> Change:
-    """A ``Change`` from its ``to_dict`` (``delta`` and ``percent`` follow from the rest)."""
-    return Change(data["kind"], data["metric"], data["baseline"], data["now"], data["layer"], data["name"],
-                  data["op"], data["tolerance"])
 
 
 #: The keys the plugin puts in a record's JSON; any other key was added by a hook.

@@ -20,8 +20,8 @@ from . import escape
 from .baseline import Identity
 from .compare import Change, Comparison, worst_first
 from .gate import Status
-from .record import Record, TopLayer, change_from_json
-from .result import EstimateResult, Finding, layer_label
+from .record import Detail, Record, TopLayer
+from .result import EstimateResult, Finding, Layer
 from .result import layer_table as result_layer_table
 
 FAILURE_ROWS = 10
@@ -65,9 +65,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
     JSON report) the record also holds the resolved target, the estimator identity, the totals,
     every layer and the whole comparison.
     """
-    layers = [layer.to_dict() for layer in result.layers]
-    shown = {"target": result.target, "estimator": Identity.of(result).to_json(), "totals": result.totals(),
-             "layers": layers, "comparison": comparison.to_dict() if comparison else None} if detail else None
+    shown = Detail(result.target, Identity.of(result), result.totals(), result.layers, comparison) if detail else None
     return Record(
         test=nodeid, file=location[0], line=location[1], name=name, model=result.model,
         model_sha256=result.model_sha256, accelerator=result.accelerator,
@@ -76,7 +74,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         inference_ms=1000.0 * result.inference_time, mac_utilization=result.mac_utilization,
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
-        **_summarised(comparison, layers, result.total_cycles))
+        **_summarised(comparison, result.layers, result.total_cycles))
 
 
 def record_from_entry(entry: Mapping[str, Any]) -> Record:
@@ -84,43 +82,35 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
     (``merge.load`` checked it), with the keys that ``pytest_ethosu_result`` hooks added (the
     entry's ``extra``).  The JSON report does not hold the test's line (``line`` is 0; ``file``
     is the node id's) nor who answered (``source`` is "")."""
-    totals, estimator, target = entry["totals"], entry.get("estimator", {}), entry.get("target", {})
-    data = entry.get("comparison")
-    comparison = None if data is None else Comparison(
-        tuple(change_from_json(c) for c in data.get("changes", [])), tuple(data.get("drift", [])),
-        bool(data.get("model_changed")))
+    detail = Detail.from_json(entry)
+    totals, estimator, target, comparison = detail.totals, detail.estimator, detail.target, detail.comparison
     return Record(
         test=entry["test"], file=entry["test"].split("::", 1)[0], line=0, name=entry["name"], model=entry["model"],
         model_sha256=entry["model_sha256"], accelerator=entry["accelerator"],
         system_config=target.get("system_config"), memory_mode=target.get("memory_mode"),
-        vela_version=estimator.get("vela_version", ""), core=estimator.get("core", ""),
+        vela_version=estimator.vela_version, core=estimator.core,
         total_cycles=totals["total_cycles"], inference_ms=entry["inference_ms"],
-        mac_utilization=entry["mac_utilization"], npu_ops=totals["npu_ops"], cpu_ops=totals["cpu_ops"],
-        sram_used=totals["sram_used"], status=Status(entry["status"]), baseline=entry["baseline"],
+        mac_utilization=entry["mac_utilization"], npu_ops=int(totals["npu_ops"]), cpu_ops=int(totals["cpu_ops"]),
+        sram_used=int(totals["sram_used"]), status=Status(entry["status"]), baseline=entry["baseline"],
         advice=tuple(Finding(**f) for f in entry.get("findings", [])), source="",
-        detail={key: entry[key] for key in DETAIL_KEYS if key in entry}, extra=dict(entry.get("extra", {})),
-        **_summarised(comparison, entry["layers"], totals["total_cycles"]))
+        detail=detail, extra=dict(entry.get("extra", {})),
+        **_summarised(comparison, detail.layers, totals["total_cycles"]))
 
 
-#: the parts of a JSON report entry that a record keeps as its ``detail``
-DETAIL_KEYS = ("target", "estimator", "totals", "layers", "comparison")
-
-
-def _summarised(comparison: Comparison | None, layers: Sequence[Mapping[str, Any]], total_cycles: float
-                ) -> dict[str, Any]:
+def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cycles: float) -> dict[str, Any]:
     """What a record says about its comparison and its costliest layers, from either source."""
     total = comparison.total_delta() if comparison else None
     worst = comparison.headline_change() if comparison else None
-    top = sorted(layers, key=lambda layer: (-float(layer["cycles"]), layer["index"]))[:TOP_LAYERS]
+    top = sorted(layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
     return {
         "delta_percent": total.percent if total else None,
         "drift": tuple(comparison.drift) if comparison else (),
         "regressions": tuple(worst_first(comparison.regressions)[:TOP_LAYERS]) if comparison else (),
         "headline": headline(comparison) if comparison and comparison.regressions else "",
         "change": short_change(worst) if worst is not None else "",
-        "top_layers": tuple(TopLayer(int(layer["index"]), layer_label(layer), str(layer["op"]), layer["cycles"],
-                                     100.0 * float(layer["cycles"]) / (float(total_cycles) or 1.0),
-                                     float(layer["mac_utilization"])) for layer in top),
+        "top_layers": tuple(TopLayer(layer.index, layer.label, layer.op, layer.cycles,
+                                     100.0 * float(layer.cycles) / (float(total_cycles) or 1.0),
+                                     float(layer.mac_utilization)) for layer in top),
     }
 
 
@@ -365,7 +355,7 @@ class SessionSummary:
 def layer_table(record: Record) -> str:
     """One estimate's per-layer table (``--ethosu-layers``), from its record's detail."""
     layers = [{key: escape.terminal(value) if isinstance(value, str) else value for key, value in layer.items()}
-              for layer in (record.detail or {}).get("layers", [])]
+              for layer in (layer.to_dict() for layer in (record.detail.layers if record.detail else ()))]
     return _terminal_text([
         f"{record.label}: {record.model} on {record.accelerator}, {record.total_cycles:,} cycles",
         _Table(result_layer_table(layers, record.total_cycles))])
@@ -476,7 +466,8 @@ def json_entry(record: Record) -> dict[str, Any]:
         "test": record.test, "name": record.name, "model": record.model, "model_sha256": record.model_sha256,
         "accelerator": record.accelerator, "status": record.status.value, "baseline": record.baseline,
         "inference_ms": record.inference_ms, "mac_utilization": record.mac_utilization,
-        "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra), **(record.detail or {}),
+        "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra),
+        **(record.detail.to_json() if record.detail else {}),
     }
 
 

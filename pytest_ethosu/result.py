@@ -87,6 +87,14 @@ class Layer(Row):
         """The ``index``-th row of Vela's per-layer report as a layer of the result."""
         return cls(index=index, **{f.name: getattr(row, f.name) for f in dataclasses.fields(Row)})
 
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], where: str = "layer") -> Layer:
+        """A layer from its ``to_dict``, its Vela figures checked as ``vela.Row.from_json`` checks
+        them (``vela.InvalidRun`` naming the field)."""
+        row = Row.from_json({key: raw[key] for key in raw if key not in _ORIGIN}, where)
+        return cls(index=int(raw["index"]), **{f.name: getattr(row, f.name) for f in dataclasses.fields(Row)},
+                   **{key: raw[key] for key in _ORIGIN if key in raw and key != "index"})
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON; the PyTorch fields only when set, so TFLite and TOSA baselines keep their form."""
         data = dataclasses.asdict(self) | {"placement": self.placement.value}
@@ -100,6 +108,10 @@ class Layer(Row):
         """How messages name the layer: module path and source line (PyTorch models), then
         Vela's name."""
         return layer_label({"module": self.module, "source": self.source, "name": self.name})
+
+
+#: what a ``Layer`` holds beyond Vela's row
+_ORIGIN = ("index", "module", "source", "partition")
 
 
 def layer_label(layer: Any) -> str:

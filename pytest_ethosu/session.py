@@ -260,8 +260,7 @@ class EthosuSession:
             from .html_report import extras_for_pytest_html
 
             # pytest-html 4's documented way: append to report.extras in a makereport wrapper
-            entries = [report.json_entry(record) for record in records]
-            outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(entries)]  # type: ignore[attr-defined]
+            outcome.extras = [*getattr(outcome, "extras", []), *extras_for_pytest_html(records)]  # type: ignore[attr-defined]
         return outcome
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -296,17 +295,17 @@ class EthosuSession:
         if not records:
             return
         if settings.html_path is not None:
-            from .html_report import HtmlReportError, render
+            from .html_report import HtmlReportError, render_records
 
             try:
-                self._write(settings.html_path, render(document))
+                self._write(settings.html_path, render_records(records, vela_version()))
             except HtmlReportError as exc:
                 self.output_errors.append(f"could not write {settings.html_path}: {exc}")
         if settings.markdown_path is not None:
             from .html_report import markdown_charts
 
             rows = self.summary_rows(records, width=10_000, verbose=1)
-            charts = markdown_charts([e for e in document["estimates"] if "layers" in e])
+            charts = markdown_charts(records)
             self._write(settings.markdown_path, report.markdown(rows, records) + (charts + "\n" if charts else ""),
                         append=True)
 

@@ -10,13 +10,16 @@ make the baseline, untraced) and then once more, traced.  Every call into a func
 together.  A *re-entry* is a call into a module that the flow had already left for another
 module of the plugin (consecutive calls from one module into another are one visit), made by the
 plugin's own code (pytest's hook calls into the session's
-hooks are counted apart: they are how pytest drives a plugin).  The worker's side (Vela itself)
+hooks are counted apart: they are how pytest drives a plugin).  Re-entries that only read a
+value (a method of a dataclass instance or class: its constructor, ``__hash__``, a property,
+``to_json``/``from_json``) are counted apart from those into the flow's functions.  The worker's side (Vela itself)
 runs in another process and is not traced.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from collections import Counter
@@ -50,7 +53,8 @@ class Tracer:
 
     def __init__(self) -> None:
         self.entered: list[str] = []  # modules, in the order first entered
-        self.calls: list[tuple[str, str, str | None, bool]] = []  # (module, function, caller, re-entry)
+        # (module, function, caller, re-entry, a method of a value: a dataclass instance or class)
+        self.calls: list[tuple[str, str, str | None, bool, bool]] = []
         self._last: tuple[str | None, str] | None = None
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
@@ -72,7 +76,9 @@ class Tracer:
         self._last = (caller, module)
         if module not in self.entered:
             self.entered.append(module)
-        self.calls.append((module, frame.f_code.co_name, caller, again))
+        owner = frame.f_locals.get("self", frame.f_locals.get("cls")) if frame.f_code.co_argcount else None
+        value = owner is not None and dataclasses.is_dataclass(owner)
+        self.calls.append((module, frame.f_code.co_name, caller, again, value))
 
 
 def main() -> int:
@@ -95,14 +101,19 @@ def main() -> int:
             status = pytest.main(args)
         finally:
             sys.setprofile(None)
-    plugin = Counter(m for m, _, caller, again in tracer.calls if again and caller is not None)
-    hooks = Counter(m for m, _, caller, again in tracer.calls if again and caller is None)
+    plugin = Counter(m for m, _, caller, again, value in tracer.calls if again and caller is not None and not value)
+    values = Counter(m for m, _, caller, again, value in tracer.calls if again and caller is not None and value)
+    hooks = Counter(m for m, _, caller, again, _v in tracer.calls if again and caller is None)
     if options.calls:
-        for module, function, caller, again in tracer.calls:
-            print(f"  {'again ' if again else '      '}{caller or 'pytest'} -> {module}.{function}")
+        for module, function, caller, again, value in tracer.calls:
+            mark = ("value " if value else "again ") if again else "      "
+            print(f"  {mark}{caller or 'pytest'} -> {module}.{function}")
     print("modules in the order the flow first enters them:\n  " + " > ".join(tracer.entered))
-    print(f"re-entries from the plugin's own code: {sum(plugin.values())} "
-          f"({', '.join(f'{m} {n}' for m, n in plugin.most_common()) or 'none'})")
+    print(f"re-entries from the plugin's own code into its functions: {sum(plugin.values())} "
+          f"({', '.join(f'{m} {n}' for m, n in plugin.most_common()) or 'none'}), {len(plugin)} modules")
+    print(f"re-entries from the plugin's own code that read a value (a method of a dataclass: its "
+          f"constructor, a property, to_json/from_json): {sum(values.values())} "
+          f"({', '.join(f'{m} {n}' for m, n in values.most_common()) or 'none'})")
     print(f"re-entries through pytest's hooks: {sum(hooks.values())} "
           f"({', '.join(f'{m} {n}' for m, n in hooks.most_common()) or 'none'})")
     print(f"{len(tracer.entered)} modules, {len(tracer.calls)} calls between modules")

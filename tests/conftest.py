@@ -11,7 +11,6 @@ import pytest
 from pytest_ethosu.estimator import Estimator
 from tests.models import use, write_models
 
-
 #: Plugins that other packages install and no inner session uses, blocked in inner sessions:
 #: Hypothesis's terminal summary imports all of Hypothesis (1.3 s in every process here); the
 #: PyTorch stack brings hydra-core's (0.6 s to import hydra), kgb's and, through httpx, anyio's

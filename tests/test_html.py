@@ -157,20 +157,20 @@ def test_chart_data_equals_the_json_report(sessions: dict[str, Path]) -> None:
 
 def test_regression_comes_first_with_its_layer(sessions: dict[str, Path]) -> None:
     document = load(sessions["all"])
-    entries = html_report.ordered(document)
-    assert entries[0]["status"] == "regressed"
-    assert entries[0]["test"].endswith("test_a.py::test_net")
+    entries = html_report.ordered(html_report.records(document))
+    assert entries[0].record.status.value == "regressed"
+    assert entries[0].record.test.endswith("test_a.py::test_net")
     page = html_report.render(document)
     first_card = page.index('<details class="estimate')
     assert page.index("est-regressed", first_card) < page.index("est-ok", first_card)
     assert page.index('id="regressions"') < page.index('id="overview"')
-    moved = [c for c in html_report.layer_changes(entries[0]) if c["kind"] == "regressed"]
+    moved = [c for c in html_report.layer_changes(entries[0].record) if c["kind"] == "regressed"]
     assert moved and 'data-layer="{}"'.format(moved[0]["layer"]) in page
 
 
 def test_side_by_side_groups(sessions: dict[str, Path]) -> None:
     document = load(sessions["all"])
-    groups = html_report.groups(html_report.ordered(document))
+    groups = html_report.groups(html_report.ordered(html_report.records(document)))
     accelerators = [g for g in groups if g["title"].startswith("base.tflite on 2 accelerators")]
     assert accelerators and sorted(accelerators[0]["heads"]) == ["ethos-u55-128", "ethos-u65-256"]
 
@@ -289,8 +289,8 @@ def test_merge_refuses_what_is_not_a_report(tmp_path: Path, capsys: pytest.Captu
 
 def test_mermaid_chart_of_the_moved_layers(sessions: dict[str, Path]) -> None:
     document = load(sessions["all"])
-    regressed = html_report.ordered(document)[0]
-    chart = html_report.mermaid_chart(regressed)
+    regressed = html_report.ordered(html_report.records(document))[0]
+    chart = html_report.mermaid_chart(regressed.record)
     lines = chart.splitlines()
     assert lines[0] == "```mermaid" and lines[1] == "xychart-beta" and lines[-1] == "```"
     bars = [int(v) for v in next(line for line in lines if line.strip().startswith("bar ["))
@@ -298,21 +298,23 @@ def test_mermaid_chart_of_the_moved_layers(sessions: dict[str, Path]) -> None:
     baseline = [int(v) for v in next(line for line in lines if line.strip().startswith("line ["))
                 .split("[", 1)[1].rstrip("]").split(", ")]
     assert len(bars) == len(baseline) <= html_report.MERMAID_LAYERS
-    moved = {d["layer"]: (d["baseline_cycles"], d["cycles"]) for d in regressed["comparison"]["layer_deltas"]
-             if d["layer"] is not None and d["cycles"] != d["baseline_cycles"]}
+    assert regressed.detail.comparison is not None
+    moved = {layer: (float(old), float(now)) for _old_layer, layer, old, now in regressed.detail.comparison.layer_deltas
+             if layer is not None and old is not None and now is not None and now != old}
     worst = max(moved, key=lambda i: abs(moved[i][1] - moved[i][0]))
     assert round(moved[worst][1]) in bars and round(moved[worst][0]) in baseline
-    unchanged = [e for e in document["estimates"] if e["status"] == "ok"]
+    unchanged = [r for r in html_report.records(document) if r.status.value == "ok"]
     assert html_report.mermaid_chart(unchanged[0]) == ""
 
 
 def test_extras_for_pytest_html(sessions: dict[str, Path]) -> None:
     pytest.importorskip("pytest_html")
     document = load(sessions["all"])
-    extras = html_report.extras_for_pytest_html(document["estimates"][:2])
+    extras = html_report.extras_for_pytest_html(html_report.records(document)[:2])
     assert [e["format_type"] for e in extras] == ["html", "html"]
     assert all("<svg" in e["content"] and "<script" not in e["content"] for e in extras)
-    regressed = html_report.extras_for_pytest_html([html_report.ordered(document)[0]])[0]["content"]
+    regressed = html_report.extras_for_pytest_html([html_report.ordered(html_report.records(document))[0].record])[0][
+        "content"]
     assert 'stroke="#d62728"' in regressed  # the moved layers are outlined
 
 
@@ -376,9 +378,10 @@ def test_regression_page_in_a_browser(sessions: dict[str, Path], tmp_path: Path)
     page_file.write_text(html_report.render(document))
     seen = open_in_browser(page_file, tmp_path / "regression.png")
     assert seen["regressions"] and seen["firstOpen"] and "est-regressed" in seen["firstClass"]
-    entries = html_report.ordered(document)
-    slower = sorted({c["layer"] for c in entries[0]["comparison"]["changes"]
-                     if c["layer"] is not None and c["kind"] == "regressed"})
+    entries = html_report.ordered(html_report.records(document))
+    assert entries[0].detail.comparison is not None
+    slower = sorted({c.layer for c in entries[0].detail.comparison.changes
+                     if c.layer is not None and c.kind == "regressed"})
     assert slower and sorted(int(r.rsplit("-l", 1)[1]) for r in seen["movedRows"]) == slower
     assert seen["canvasWidth"] > 300
     assert (tmp_path / "regression.png").stat().st_size > 10_000

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_ethosu import html_report, merge
+from pytest_ethosu.report import record_from_entry
 from tests.models import use
 from tests.test_html import WIDTH, terminal_summary
 
@@ -63,10 +64,10 @@ def test_html_report_of_a_session(regressed: pytest.Pytester, mode: str) -> None
     document = json.loads((regressed.path / "report.json").read_text())
     page = (regressed.path / "report.html").read_text()
     assert page == html_report.render(document)  # built from the same document as the JSON report
-    entries = html_report.ordered(document)
-    assert [e["status"] for e in entries][:1] == ["regressed"] and entries[0]["name"] == "u55"
+    entries = html_report.ordered(html_report.records(document))
+    assert [e.record.status.value for e in entries][:1] == ["regressed"] and entries[0].record.name == "u55"
     assert page.index('id="regressions"') < page.index('id="overview"')
-    moved = [c["layer"] for c in html_report.layer_changes(entries[0]) if c["kind"] == "regressed"]
+    moved = [c["layer"] for c in html_report.layer_changes(entries[0].record) if c["kind"] == "regressed"]
     assert moved and f'data-layer="{moved[0]}"' in page
 
 
@@ -131,7 +132,7 @@ def test_estimates_in_the_pytest_html_report(regressed: pytest.Pytester, mode: s
         extras = [x for row in rows[test] for x in row["extras"]]
         assert [x["format_type"] for x in extras] == ["html"] * len(entries)
         for entry in entries:  # in the order the test made them
-            content = next(x["content"] for x in extras if f"<b>{html_report.label(entry)}</b>" in x["content"])
+            content = next(x["content"] for x in extras if f"<b>{html_report.label(record_from_entry(entry))}</b>" in x["content"])
             assert "<svg" in content and "<script" not in content
             assert f"{entry['model'].rsplit('/', 1)[-1]} on {entry['accelerator']}" in content
             assert content.count("<rect") >= len(entry["layers"])  # a bar per layer

@@ -147,12 +147,14 @@ def test_strict_atol_and_drift_as_flags_and_ini_keys(repo: pytest.Pytester) -> N
     run(repo).assert_outcomes(failed=1)
     repo.makeini("[pytest]\n")
     run(repo, "--ethosu-update").assert_outcomes(passed=1)
-    other = f"--ethosu-vela-args={' '.join(OTHER_CORE_ARGS)}"
-    run(repo, other).assert_outcomes(passed=1)  # drift warns by default
-    run(repo, other, "--ethosu-drift=fail").assert_outcomes(failed=1)
+    # the other core: drift, and other figures (its weights take 6% more flash here), so a wide
+    # tolerance leaves the drift policy alone to decide
+    other = f"--ethosu-vela-args={' '.join(OTHER_CORE_ARGS)}", "--ethosu-rtol=0.5"
+    run(repo, *other).assert_outcomes(passed=1)  # drift warns by default
+    run(repo, *other, "--ethosu-drift=fail").assert_outcomes(failed=1)
     repo.makeini("[pytest]\nethosu_drift = fail\n")
-    run(repo, other).assert_outcomes(failed=1)
-    run(repo, other, "--ethosu-drift=warn").assert_outcomes(passed=1)  # the flag beats the ini key
+    run(repo, *other).assert_outcomes(failed=1)
+    run(repo, *other, "--ethosu-drift=warn").assert_outcomes(passed=1)  # the flag beats the ini key
 
 
 def test_an_accelerator_named_twice_is_refused(repo: pytest.Pytester) -> None:
