@@ -18,7 +18,6 @@ from typing import Any
 
 from . import report
 from .baseline import FIRST_TOTALS
-from .record import Record
 from .result import TOTAL_METRICS, Finding, Layer
 from .vela import PLACEMENTS, InvalidRun
 
@@ -221,17 +220,6 @@ def dumps(document: Mapping[str, Any]) -> str:
 SummaryRowHook = Callable[..., None]
 
 
-def summary_rows(records: Sequence[Record], width: int, verbosity: int,
-                 summary_row: SummaryRowHook | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for record in records:
-        row = report.summary_row(record, width, verbosity)
-        if summary_row is not None:
-            summary_row(config=None, record=record.to_json(), row=row)
-        rows.append(row)
-    return rows
-
-
 def summary_lines(entries: Sequence[Mapping[str, Any]], mode: str = "short", verbosity: int = 0, width: int = 80,
                   summary_row: SummaryRowHook | None = None) -> list[str]:
     """The end-of-session summary of JSON report entries, made by the code the terminal summary
@@ -243,7 +231,7 @@ def summary_lines(entries: Sequence[Mapping[str, Any]], mode: str = "short", ver
     (``pytest_ethosu_result``'s additions) are in each entry's ``extra``.
     """
     records = [report.record_from_entry(e) for e in entries]
-    summary = report.SessionSummary(records=records, rows=summary_rows(records, width, verbosity, summary_row),
+    summary = report.SessionSummary(records=records, rows=report.summary_rows(records, width, verbosity, summary_row),
                                     counts=None, update=False)
     return "\n".join(report.summary_lines(summary, mode, verbosity, width)).splitlines()
 
@@ -253,7 +241,7 @@ def markdown(entries: Sequence[Mapping[str, Any]], charts: bool = True,
     """The Markdown summary of merged entries (as the session writes it), with a Mermaid chart
     per regressed estimate."""
     records = [report.record_from_entry(e) for e in entries]
-    text = report.markdown(summary_rows(records, 10_000, 1, summary_row), records)
+    text = report.markdown(report.summary_rows(records, 10_000, 1, summary_row), records)
     if charts:
         from .html_report import markdown_charts
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from tabulate import tabulate
 
 from . import escape
@@ -234,6 +235,28 @@ def drift_message(label: str, accept: str, comparison: Comparison, path: str) ->
 STATUS_TEXT = {"ok": "ok", "regressed": "REGRESSED", "improved": "improved", "changed": "changed",
                "created": "new", "updated": "updated", "unchanged": "ok", "missing": "MISSING",
                "drift": "drift", "unchecked": "no baseline", "unwritten": "not written"}
+
+
+def summary_rows(records: Sequence[Record], width: int, verbose: int, hook: Callable[..., Any] | None = None,
+                 config: Any = None, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The summary's rows, after a ``pytest_ethosu_summary_row`` hook (``hook``) has changed
+    them.  With ``problems``, a hook that raises leaves the plugin's row and is reported there
+    (once per message); without, its exception propagates."""
+    rows = []
+    for record in records:
+        row = summary_row(record, width, verbose)
+        if hook is not None:
+            try:
+                hook(config=config, record=record.to_json(), row=row)
+            except (Exception, pytest.fail.Exception, pytest.skip.Exception, SystemExit) as exc:
+                if problems is None:
+                    raise
+                row = summary_row(record, width, verbose)
+                error = f"a pytest_ethosu_summary_row hook raised {type(exc).__name__}: {exc}"
+                if error not in problems:
+                    problems.append(error)
+        rows.append(row)
+    return rows
 
 
 def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:

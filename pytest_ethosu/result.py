@@ -90,8 +90,9 @@ class Layer(Row):
     @classmethod
     def from_json(cls, raw: Mapping[str, Any], where: str = "layer") -> Layer:
         """A layer from its ``to_dict``, its Vela figures checked as ``vela.Row.from_json`` checks
-        them (``vela.InvalidRun`` naming the field)."""
-        row = Row.from_json({key: raw[key] for key in raw if key not in _ORIGIN}, where)
+        them (``vela.InvalidRun`` naming the field); keys it does not know (a later release's) are
+        left out."""
+        row = Row.from_json({f.name: raw[f.name] for f in dataclasses.fields(Row) if f.name in raw}, where)
         return cls(index=int(raw["index"]), **{f.name: getattr(row, f.name) for f in dataclasses.fields(Row)},
                    **{key: raw[key] for key in _ORIGIN if key in raw and key != "index"})
 

@@ -438,19 +438,9 @@ class EthosuSession:
         return sorted(self.records, key=lambda r: (r.test, r.name))
 
     def summary_rows(self, records: list[Record], width: int, verbose: int) -> list[dict[str, Any]]:
-        """The summary's rows, after conftest hooks have changed them."""
-        rows = []
-        for record in records:
-            row = report.summary_row(record, width, verbose)
-            try:
-                self.config.hook.pytest_ethosu_summary_row(config=self.config, record=record.to_json(), row=row)
-            except (Exception, pytest.fail.Exception, pytest.skip.Exception, SystemExit) as exc:  # the plugin's row
-                row = report.summary_row(record, width, verbose)
-                error = f"a pytest_ethosu_summary_row hook raised {type(exc).__name__}: {exc}"
-                if error not in self.output_errors:
-                    self.output_errors.append(error)
-            rows.append(row)
-        return rows
+        """The summary's rows, after conftest hooks have changed them (a hook that raises is reported)."""
+        return report.summary_rows(records, width, verbose, self.config.hook.pytest_ethosu_summary_row, self.config,
+                                   self.output_errors)
 
     def _write(self, path: Path, text: str, append: bool = False) -> None:
         """Write a session-level output file; a failure is reported in the summary, never raised."""

@@ -95,6 +95,8 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "missing layers": (lambda e: e.pop("layers"), "layers is missing"),
     "string total": (lambda e: e["totals"].update(total_cycles="12"), "totals.total_cycles is \"12\""),
     "empty entry": (lambda e: e.clear(), "test is missing"),
+    "placement": (lambda e: e["layers"][0].update(placement="GPU"), "layers[0].placement is 'GPU', not one of NPU, CPU"),
+    "estimator": (lambda e: e["estimator"].pop("core"), "estimator.core is missing"),
 }
 
 
