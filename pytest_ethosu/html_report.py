@@ -219,6 +219,11 @@ def _comparison_metrics(members: Sequence[Shown]) -> list[dict[str, Any]]:
     metrics += [(text + " used KiB", total(field, 1024), 1)
                 for field, text in (("on_chip_flash_used", "on-chip flash"), ("off_chip_flash_used", "off-chip flash"))
                 if all(field in m.detail.totals for m in members) and any(m.detail.totals[field] for m in members)]
+    metrics += [(text, total(field, 1024), 1) for field, text in (
+                    ("encoded_weights", "weights KiB (encoded)"), ("sram_traffic", "SRAM traffic KiB"),
+                    ("dram_traffic", "DRAM traffic KiB"), ("on_chip_flash_traffic", "on-chip flash traffic KiB"),
+                    ("off_chip_flash_traffic", "off-chip flash traffic KiB"))
+                if all(field in m.detail.totals for m in members) and any(m.detail.totals[field] for m in members)]
     metrics += [("NPU ops", total("npu_ops"), 0), ("CPU ops", total("cpu_ops"), 0),
                 ("layers", lambda m: float(len(m.detail.layers)), 0)]
     rows = []

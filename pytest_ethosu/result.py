@@ -14,6 +14,11 @@ Units
 - ``sram_used`` / ``dram_used``: bytes, peak over the network.
 - ``on_chip_flash_used`` / ``off_chip_flash_used``: bytes of flash the compiled model takes in
   that memory area (its weights, and the feature maps of a memory mode that keeps them there).
+- ``original_weights`` / ``encoded_weights``: bytes of weights in the input model and after
+  Vela's weight encoding (Vela's ``total_original_weights`` and ``total_npu_encoded_weights``).
+- ``sram_traffic``, ``dram_traffic``, ``on_chip_flash_traffic``, ``off_chip_flash_traffic``:
+  bytes read and written in that memory area per inference, feature maps and weights together
+  (Vela's ``*_total_bytes``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class Figure:
     Vela's own figures are read at the Vela boundary (``vela.SUMMARY_COLUMNS``)."""
 
     name: str
-    gated: bool = True  # compared with the baseline under the tolerances by every check
+    gated: bool = True  # compared by every check; any other recorded figure when a tolerance names it
     whole: bool = False  # a count: a baseline holding 1.5 is refused
     recorded: bool = True  # in the baseline's totals
     peak: bool = False  # a PyTorch model's is its largest partition's (memory use), not their sum
@@ -59,6 +64,13 @@ FIGURES = (
     Figure("dram_used", peak=True),
     Figure("on_chip_flash_used"),  # each partition's weights are stored: they add up
     Figure("off_chip_flash_used"),
+    # recorded and reported; gated when a tolerance names them
+    Figure("original_weights", gated=False),
+    Figure("encoded_weights", gated=False),
+    Figure("sram_traffic", gated=False),
+    Figure("dram_traffic", gated=False),
+    Figure("on_chip_flash_traffic", gated=False),
+    Figure("off_chip_flash_traffic", gated=False),
     Figure("inference_time", gated=False, recorded=False),  # total_cycles at the core clock
     Figure("cpu_ops", gated=False, whole=True),  # any rise fails on its own rule (compare.py)
     Figure("npu_ops", gated=False, whole=True),
@@ -198,6 +210,12 @@ class EstimateResult:
     dram_used: int
     on_chip_flash_used: int
     off_chip_flash_used: int
+    original_weights: Number
+    encoded_weights: Number
+    sram_traffic: Number
+    dram_traffic: Number
+    on_chip_flash_traffic: Number
+    off_chip_flash_traffic: Number
     cpu_operators: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
     findings: tuple[Finding, ...] = field(default=())

@@ -33,7 +33,10 @@ SUMMARY = {
     "cycles_total": "total_cycles", "cycles_npu": "npu_cycles", "cycles_sram_access": "sram_access_cycles",
     "cycles_dram_access": "dram_access_cycles", "cycles_on_chip_flash_access": "on_chip_flash_access_cycles",
     "cycles_off_chip_flash_access": "off_chip_flash_access_cycles", "nn_macs": "macs",
-    "inference_time": "inference_time",
+    "inference_time": "inference_time", "total_original_weights": "original_weights",
+    "total_npu_encoded_weights": "encoded_weights", "sram_total_bytes": "sram_traffic",
+    "dram_total_bytes": "dram_traffic", "on_chip_flash_total_bytes": "on_chip_flash_traffic",
+    "off_chip_flash_total_bytes": "off_chip_flash_traffic",
 }
 #: Summary CSV columns in KiB -> the result's figures in bytes.
 SUMMARY_KIB = {"sram_memory_used": "sram_used", "dram_memory_used": "dram_used",

@@ -100,6 +100,21 @@ def test_flash_growth_fails_on_the_flash_figure() -> None:
         ("off_chip_flash_used", 200_000, 400_000)]
 
 
+def test_recorded_figures_are_gated_when_a_tolerance_names_them() -> None:
+    """Weights and the bytes moved per memory area are recorded, not gated by default: more
+    traffic in the same cycles passes, until ``tolerances`` names the figure."""
+    before, more = document(), document()
+    before["totals"]["sram_traffic"], more["totals"]["sram_traffic"] = 100_000, 150_000
+    assert verdict(before, more).failure is None
+    named = Tolerances.merge([{"tolerances": {"sram_traffic": {"rtol": 0.1}}}])
+    result = verdict(before, more, named)
+    assert result.failure is Failure.REGRESSED and result.comparison is not None
+    assert [(c.metric, c.baseline, c.now, c.tolerance) for c in result.comparison.regressions] == [
+        ("sram_traffic", 100_000, 150_000, "rtol=0.1")]
+    with pytest.raises(ValueError, match="unknown metric 'cpu_ops'"):  # its own rule: any rise fails
+        Tolerances.merge([{"tolerances": {"cpu_ops": {"rtol": 1}}}])
+
+
 def test_a_baseline_from_before_a_figure_existed_compares_on_what_it_has(tmp_path: Path) -> None:
     """A baseline written before the flash figures were recorded still loads, passes on the
     figures it holds whatever the new ones are, and still fails on those it holds; a figure

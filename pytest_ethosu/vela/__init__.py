@@ -88,6 +88,12 @@ SUMMARY_COLUMNS: dict[str, tuple[str, int]] = {
     "dram_used": ("dram_memory_used", 1024),
     "on_chip_flash_used": ("on_chip_flash_memory_used", 1024),
     "off_chip_flash_used": ("off_chip_flash_memory_used", 1024),
+    "original_weights": ("total_original_weights", 1),
+    "encoded_weights": ("total_npu_encoded_weights", 1),
+    "sram_traffic": ("sram_total_bytes", 1),
+    "dram_traffic": ("dram_total_bytes", 1),
+    "on_chip_flash_traffic": ("on_chip_flash_total_bytes", 1),
+    "off_chip_flash_traffic": ("off_chip_flash_total_bytes", 1),
     "inference_time": ("inference_time", 1),
 }
 TOTAL_NUMBERS = tuple(SUMMARY_COLUMNS)
