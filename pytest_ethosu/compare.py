@@ -2,13 +2,14 @@
 
 Gated metrics
 -------------
-Totals: cycles (total, NPU, and each memory area's access cycles), peak SRAM and DRAM use, the
-flash the model takes, and the CPU operator count.  Per layer: cycles, NPU cycles, each memory
-area's access cycles and staging (SRAM) usage.  A metric regresses when ``now - baseline > atol
-+ rtol * |baseline|`` (numpy's ``isclose`` naming; defaults ``rtol=0.01``, ``atol=0``); it
-improves when it drops by more than that.  The other recorded totals (MACs, weight bytes, bytes
-moved per memory area) are compared only when ``tolerances`` names them: more MACs in the same
-cycles (the seed's 96-channel convolution) is not a slow-down.
+By default a check gates what slows a device or stops a model fitting it: total cycles (the
+network's and each layer's), peak SRAM and DRAM use, the flash the model takes, each layer's
+staging SRAM, and the CPU operator count.  A metric regresses when ``now - baseline > atol +
+rtol * |baseline|`` (numpy's ``isclose`` naming; defaults ``rtol=0.01``, ``atol=0``); it
+improves when it drops by more than that.  The other recorded figures (NPU cycles, each memory
+area's access cycles, MACs, weight bytes, bytes moved per memory area) are compared only when
+``tolerances`` names them: work that moves from one memory area to another while inference gets
+faster is no slow-down, nor are more MACs in the same cycles (the seed's 96-channel convolution).
 
 Vela does not estimate CPU time, so an operator that falls back to the CPU makes NPU cycles go
 *down*.  Such a move is always a regression, whatever the tolerances: a higher ``cpu_ops``, a
@@ -40,14 +41,15 @@ GATED_TOTALS = tuple(f.name for f in FIGURES if f.gated)
 #: The recorded figures a check compares only when ``tolerances`` names them (the operator
 #: counts have rules of their own: a CPU operator more always fails).
 NAMED_TOTALS = tuple(f.name for f in FIGURES if f.recorded and not f.gated and f.name not in ("cpu_ops", "npu_ops"))
-GATED_LAYER_METRICS = (
-    "cycles",
+#: The per-layer figures every check compares, and those it compares when ``tolerances`` names
+#: them (the same names as the network's figures: naming one gates both).
+GATED_LAYER_METRICS = ("cycles", "staging_usage")
+NAMED_LAYER_METRICS = (
     "npu_cycles",
     "sram_access_cycles",
     "dram_access_cycles",
     "on_chip_flash_access_cycles",
     "off_chip_flash_access_cycles",
-    "staging_usage",
 )
 DEFAULT_RTOL = 0.01
 DEFAULT_ATOL = 0.0
@@ -83,7 +85,7 @@ class Tolerances:
         Raises ``ValueError`` naming the parameter for anything but finite numbers >= 0, an
         unknown metric or a per-metric setting other than ``rtol`` and ``atol``.
         """
-        known = set(GATED_TOTALS) | set(NAMED_TOTALS) | set(GATED_LAYER_METRICS)
+        known = set(GATED_TOTALS) | set(NAMED_TOTALS) | set(GATED_LAYER_METRICS) | set(NAMED_LAYER_METRICS)
         rtol = next((tolerance_value("rtol", s["rtol"]) for s in sources if s.get("rtol") is not None),
                     DEFAULT_RTOL)
         atol = next((tolerance_value("atol", s["atol"]) for s in sources if s.get("atol") is not None),
@@ -378,7 +380,7 @@ def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Compar
             changes.append(Change("to_cpu", "placement", None, None, tolerance="always fails", **where))
         if _identity(old) != _identity(new):
             changes.append(Change("renamed", "name", None, None, **where))
-        for metric in GATED_LAYER_METRICS:
+        for metric in (*GATED_LAYER_METRICS, *(m for m in NAMED_LAYER_METRICS if m in tolerances.per_metric)):
             tol = tolerances.get(metric)
             before, after = getattr(old, metric), getattr(new, metric)
             kind = _verdict(metric, before, after, tol)

@@ -149,6 +149,11 @@ def entry_problem(entry: Any) -> str | None:
     problem = _problem(entry, ENTRY, "")
     if problem is None and entry["status"] not in report.STATUS_TEXT:
         problem = f"status is {entry['status']!r}, not one of {', '.join(sorted(report.STATUS_TEXT))}"
+    for key in (k for k in TOTAL_METRICS if k not in FIRST_TOTALS) if problem is None else ():
+        if key in entry["totals"]:  # a figure added later: absent from older reports, a number when there
+            problem = _problem(entry["totals"][key], NUMBER, f"totals.{key}")
+            if problem:
+                break
     for i, layer in enumerate(entry["layers"] if problem is None else []):
         if layer["placement"] not in PLACEMENTS:
             problem = problem or f"layers[{i}].placement is {layer['placement']!r}, not one of {', '.join(PLACEMENTS)}"

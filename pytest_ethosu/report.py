@@ -147,6 +147,9 @@ def headline(comparison: Comparison) -> str:
                 + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n))
     text = (f"{_scope(worst)} {worst.metric} {_pct(worst)} ({_fmt(worst.baseline)} -> {_fmt(worst.now)}), "
             f"{'over' if worst.kind == 'regressed' else 'beyond'} the tolerance {worst.tolerance}")
+    total = comparison.total_delta()
+    if total is not None and worst is not total:  # what the device feels, beside what failed
+        text += f"; total cycles {_pct(total)} ({_fmt(total.baseline)} -> {_fmt(total.now)})"
     return text if worst.kind == "regressed" else f"improved beyond tolerance (--ethosu-strict fails on it): {text}"
 
 
