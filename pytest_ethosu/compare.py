@@ -172,6 +172,9 @@ class Comparison:
     drift: tuple[str, ...]
     model_changed: bool
     layer_deltas: tuple[tuple[int | None, int | None, float | None, float | None], ...] = ()
+    #: figures the estimate has and the baseline does not (written before they were recorded);
+    #: not compared, and not in ``to_dict``: the record carries them to the summary
+    unrecorded: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status(), "drift": list(self.drift), "model_changed": self.model_changed,
@@ -356,11 +359,12 @@ def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Compar
         changes.append(Change(kind or "same", metric, old_totals[metric], new_totals[metric],
                               tolerance=tol.describe()))
     changed_model = baseline.model_sha256 != now.model_sha256
+    unrecorded = tuple(m for m in now.totals if m not in old_totals)
     if baseline.estimator.core != now.estimator.core:
         # the cores split and name layers differently: only the network's figures compare
         notes = [*drift(baseline.estimator, now.estimator),
                  "layers are not compared across cores; the network's totals are"]
-        return Comparison(tuple(changes), tuple(notes), changed_model, ())
+        return Comparison(tuple(changes), tuple(notes), changed_model, (), unrecorded)
     pairs = match_layers(baseline.layers, now.layers)
     deltas = tuple((None if old is None else old.index, None if new is None else new.index,
                     None if old is None else old.cycles, None if new is None else new.cycles)
@@ -388,4 +392,4 @@ def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Compar
                 changes.append(Change(kind, metric, before, after, tolerance=tol.describe(), **where))
     cycles = (old_totals["total_cycles"], new_totals["total_cycles"])
     return Comparison(tuple(changes), tuple(drift(baseline.estimator, now.estimator, cycles)),
-                      changed_model, deltas)
+                      changed_model, deltas, unrecorded)

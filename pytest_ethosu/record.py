@@ -103,6 +103,7 @@ class Record:
     source: str  # "vela", "cache" or "memo": who answered this time ("" when not known)
     detail: Detail | None  # for the reports that show every layer (see ``Detail``)
     extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
+    unrecorded: tuple[str, ...] = ()  # figures its baseline lacks (written before they were recorded)
 
     @property
     def label(self) -> str:
@@ -115,7 +116,7 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types; the keys hooks added sit beside the plugin's, as hooks set them."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        data.update(status=self.status.value, drift=list(self.drift),
+        data.update(status=self.status.value, drift=list(self.drift), unrecorded=list(self.unrecorded),
                     regressions=[c.to_dict() for c in self.regressions],
                     advice=[f.to_dict() for f in self.advice], top_layers=[t.to_json() for t in self.top_layers],
                     detail=self.detail.to_json() if self.detail is not None else None)
@@ -124,7 +125,7 @@ class Record:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Record:
         values = {key: data[key] for key in RECORD_KEYS}
-        values.update(status=Status(data["status"]), drift=tuple(data["drift"]),
+        values.update(status=Status(data["status"]), drift=tuple(data["drift"]), unrecorded=tuple(data["unrecorded"]),
                       regressions=tuple(Change.from_json(c) for c in data["regressions"]),
                       advice=tuple(Finding(**f) for f in data["advice"]),
                       top_layers=tuple(TopLayer.from_json(t) for t in data["top_layers"]),

@@ -75,6 +75,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         inference_ms=1000.0 * result.inference_time, mac_utilization=result.mac_utilization,
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
+        unrecorded=comparison.unrecorded if comparison else (),
         **_summarised(comparison, result.layers, result.total_cycles))
 
 
@@ -436,6 +437,12 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
     if improved and not summary.update:
         lines.append(f"{len(improved)} estimate(s) improved beyond tolerance: tighten their baselines with "
                      f"{summary.command(improved)}")
+    older = [r for r in records if r.unrecorded]
+    if older and not summary.update:
+        figures = ", ".join(sorted({figure for r in older for figure in r.unrecorded}))
+        lines.append(f"{len(older)} baseline(s) were written before some figures were recorded ({figures}): they "
+                     f"were compared on the figures they hold; {summary.command(sorted({r.test for r in older}))} "
+                     "records the rest")
     missing = [r.test for r in records if r.status is Status.MISSING]
     if missing:
         lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}")

@@ -105,6 +105,35 @@ def test_regression_names_layer_and_keeps_baseline(repo: pytest.Pytester, mode: 
     assert path.read_bytes() == edited  # a failing run never rewrites a baseline
 
 
+def test_a_baseline_from_before_the_flash_figures_passes_and_says_so_once(repo: pytest.Pytester,
+                                                                          mode: list[str]) -> None:
+    """A baseline written before the flash, weight and traffic figures were recorded: the run
+    passes on the figures it holds and says so in one line; --ethosu-update adds them."""
+    repo.runpytest("--ethosu-update", "-k", "test_net", *mode).assert_outcomes(passed=1)
+    path = net_baseline(repo)
+    doc = json.loads(path.read_text())
+    later = ["encoded_weights", "off_chip_flash_used", "on_chip_flash_used", "original_weights", "sram_traffic"]
+    for figure in later:
+        del doc["totals"][figure]
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    old = path.read_bytes()
+    use(repo, "wider.tflite")  # more weights and more cycles: still fails on what the baseline holds
+    repo.runpytest("-k", "test_net", *mode).assert_outcomes(failed=1)
+    use(repo, "base.tflite")
+    result = repo.runpytest("-k", "test_net", *mode)
+    result.assert_outcomes(passed=1)
+    notes = [line for line in result.stdout.lines if "were written before some figures were recorded" in line]
+    assert notes == ["1 baseline(s) were written before some figures were recorded (" + ", ".join(later) + "): they "
+                     "were compared on the figures they hold; pytest --ethosu-update test_models.py::test_net "
+                     "records the rest"], result.stdout.str()
+    assert path.read_bytes() == old
+    repo.runpytest("--ethosu-update", "-k", "test_net", *mode).assert_outcomes(passed=1)
+    assert set(later) <= set(json.loads(path.read_text())["totals"])
+    again = repo.runpytest("-k", "test_net", *mode)
+    again.assert_outcomes(passed=1)
+    assert "were written before some figures were recorded" not in again.stdout.str()
+
+
 def test_wider_model_regresses_and_update_accepts(repo: pytest.Pytester) -> None:
     mode = MODES["serial"]  # xdist changes nothing here; the xdist variants cover merging
     repo.runpytest("--ethosu-update", *mode)
