@@ -151,7 +151,10 @@ def entry_problem(entry: Any) -> str | None:
         problem = f"status is {entry['status']!r}, not one of {', '.join(sorted(report.STATUS_TEXT))}"
     for key in (k for k in TOTAL_METRICS if k not in FIRST_TOTALS) if problem is None else ():
         if key in entry["totals"]:  # a figure added later: absent from older reports, a number when there
-            problem = _problem(entry["totals"][key], NUMBER, f"totals.{key}")
+            value = entry["totals"][key]
+            problem = _problem(value, NUMBER, f"totals.{key}")
+            if problem is None and value < 0:  # every figure Vela reports is a count or a size
+                problem = f"totals.{key} is {value}, not a number of zero or more"
             if problem:
                 break
     for i, layer in enumerate(entry["layers"] if problem is None else []):

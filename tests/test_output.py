@@ -98,6 +98,7 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "placement": (lambda e: e["layers"][0].update(placement="GPU"), "layers[0].placement is 'GPU', not one of NPU, CPU"),
     "estimator": (lambda e: e["estimator"].pop("core"), "estimator.core is missing"),
     "later figure": (lambda e: e["totals"].update(off_chip_flash_used="big"), "totals.off_chip_flash_used is \"big\""),
+    "negative later figure": (lambda e: e["totals"].update(sram_traffic=-5), "totals.sram_traffic is -5, not a number of"),
 }
 
 
