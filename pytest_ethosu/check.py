@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, report
+from . import baseline, budget, report
 from .baseline import Baseline
+from .budget import Limit, Use
 from .compare import Tolerances
 from .errors import ArgumentError, BaselineError
 from .gate import Failure, Status, Verdict, after_test, decide
@@ -56,6 +57,7 @@ class Pending:
     result: EstimateResult
     legacy: Path | None = None  # the baseline was read where pytest-ethosu 0.1 kept it; a write moves it
     shown: str | None = None  # the baseline file read, as messages name it
+    budget: tuple[Use, ...] = ()  # each budget's use
 
 
 @dataclass
@@ -70,10 +72,10 @@ item_state_key = pytest.StashKey[ItemState]()
 
 
 def _record(context: Context, item: pytest.Item, name: str, result: EstimateResult, verdict: Verdict,
-            shown: str | None) -> Record:
+            shown: str | None, uses: tuple[Use, ...] = ()) -> Record:
     location = (item.location[0], (item.location[1] or 0) + 1)
     return report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison, shown,
-                              context.detail(verdict.status))
+                              context.detail(verdict.status), uses)
 
 
 def unchecked(context: Context, item: pytest.Item, state: ItemState, result: EstimateResult) -> None:
@@ -83,9 +85,9 @@ def unchecked(context: Context, item: pytest.Item, state: ItemState, result: Est
 
 
 def run(context: Context, item: pytest.Item, state: ItemState, name: str, result: EstimateResult,
-        tolerances: Tolerances) -> Pending:
-    """Compare ``result`` with the baseline of (test, ``name``) and keep the outcome on the item.
-    A broken baseline raises ``BaselineError`` here, and is kept."""
+        tolerances: Tolerances, limits: tuple[Limit, ...] = ()) -> Pending:
+    """Compare ``result`` with the baseline of (test, ``name``) and its budgets (``limits``) and
+    keep the outcome on the item.  A broken baseline raises ``BaselineError`` here, and is kept."""
     nodeid, root = item.nodeid, context.root
     if not nodeid.partition("::")[0]:
         raise ArgumentError(f"{nodeid}: its test file lies outside pytest's rootdir ({context.rootdir}), so its "
@@ -101,10 +103,11 @@ def run(context: Context, item: pytest.Item, state: ItemState, name: str, result
     stored = baseline.load(read) if read.exists() else None  # a broken one fails here, kept
     if stored is not None and legacy is None:
         baseline.refuse_another_tests_legacy(root, path, stored, nodeid, shown)
+    uses = budget.check(result, limits)
     verdict = decide(stored, document, tolerances, update=context.update, strict=context.strict,
-                     drift_policy=context.drift_policy)
-    pending = Pending(name, path, document, _record(context, item, name, result, verdict, shown), verdict, result,
-                      legacy, shown)
+                     drift_policy=context.drift_policy, over_budget=bool(budget.over(uses)))
+    pending = Pending(name, path, document, _record(context, item, name, result, verdict, shown, uses), verdict,
+                      result, legacy, shown, uses)
     state.pending.append(pending)
     return pending
 
@@ -121,12 +124,16 @@ def failure(context: Context, nodeid: str, pending: Pending) -> str | None:
     accept = context.accept([nodeid])
     if verdict.failure is Failure.MISSING:
         return report.missing_message(label, accept, shown)
+    if verdict.failure is Failure.BUDGET and verdict.comparison is None:
+        return report.budget_message(label, pending.budget, None, shown, accept)
     try:
         obtained = context.relative(baseline.write_obtained(path, pending.document, context.root))
     except OSError:
         obtained = None
     assert verdict.comparison is not None
     compare = f"\nthis run's estimate: {obtained} (diff it against the baseline)" if obtained else ""
+    if verdict.failure is Failure.BUDGET:
+        return report.budget_message(label, pending.budget, verdict.comparison, shown, accept) + compare
     if verdict.failure is Failure.DRIFT:
         return report.drift_message(label, accept, verdict.comparison, shown) + compare
     return report.failure_message(label, accept, verdict.comparison, shown, context.verbosity,

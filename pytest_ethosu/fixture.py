@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import budget as budgets
 from . import check, escape
 from .check import ItemState, item_state_key
 from .compare import Tolerances
@@ -65,8 +66,9 @@ class EthosuPerf:
     """What the ``ethosu_perf`` fixture gives a test.
 
     ``estimate(model, **target)`` returns Vela's estimate.  Calling the object,
-    ``ethosu_perf(model, name=..., **target, rtol=..., atol=..., tolerances=...)``, estimates and
-    checks the result against the test's baseline, and returns the estimate.
+    ``ethosu_perf(model, name=..., **target, rtol=..., atol=..., tolerances=..., budget=...)``,
+    estimates and checks the result against the test's baseline and its budgets (``budget.py``),
+    and returns the estimate.
     """
 
     def __init__(self, item: pytest.Item, session: EthosuSession, accelerator: str | None) -> None:
@@ -149,7 +151,8 @@ class EthosuPerf:
 
     def __call__(self, model: ModelArg | Any, example_inputs: Any = None, *, name: str = "default",
                  rtol: float | None = None, atol: float | None = None,
-                 tolerances: dict[str, dict[str, float]] | None = None, calibration: Any = None,
+                 tolerances: dict[str, dict[str, float]] | None = None,
+                 budget: Mapping[str, Any] | None = None, calibration: Any = None,
                  quantize: bool = True, **target: Any) -> EstimateResult:
         __tracebackhide__ = True
         session, nodeid = self._session, self._item.nodeid
@@ -166,13 +169,17 @@ class EthosuPerf:
         try:
             tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,
                                     {"rtol": session.settings.rtol, "atol": session.settings.atol}])
-        except ValueError as exc:
+            limits = budgets.merge([budgets.parse(budget, "budget="),
+                                    budgets.parse(self._marker.get("budget"), "the ethosu marker's budget="),
+                                    session.settings.budget])
+        except ValueError as exc:  # BudgetError too
             raise ArgumentError(str(exc)) from None
         resolved = self.target(**target)
         self._names.add(name)
         result = self._estimate(model, resolved, pytorch, check=True)
         context = session.context
-        message = check.failure(context, nodeid, check.run(context, self._item, self._state, name, result, tol))
+        message = check.failure(context, nodeid, check.run(context, self._item, self._state, name, result, tol,
+                                                           limits))
         if message is not None:
             raise CheckFailed(message)
         return result

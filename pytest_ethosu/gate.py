@@ -8,6 +8,8 @@ fixture (``fixture.py``) gathers the inputs and reports the verdict.
 
 The rules:
 
+- over budget (``budget.py``): fail, baseline or not, ``--ethosu-update`` or not, and keep the
+  baseline (an update accepts a change, not a model that no longer fits the device);
 - no baseline: fail as *missing*, or under ``--ethosu-update`` write one;
 - under ``--ethosu-update``: compare (for the summary) and write;
 - the estimator changed (another Vela, core or target option): ``ethosu_drift`` decides:
@@ -46,6 +48,7 @@ class Status(str, enum.Enum):
     UNCHANGED = "unchanged"
     UNWRITTEN = "unwritten"  # the test failed (or the write did), so the baseline was kept
     UNCHECKED = "unchecked"  # a plain estimate(): no baseline involved
+    OVER_BUDGET = "over_budget"  # a figure exceeds its absolute budget (with or without a baseline)
 
     def __str__(self) -> str:
         return self.value
@@ -55,6 +58,11 @@ class Failure(enum.Enum):
     REGRESSED = "regressed"
     MISSING = "missing"
     DRIFT = "drift"
+    BUDGET = "budget"
+
+
+#: the statuses of a check that failed on its figures (not on a missing baseline): what reports put first
+FAILED = (Status.REGRESSED, Status.OVER_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,12 @@ class Verdict:
 
 
 def decide(stored: Baseline | None, document: Baseline, tolerances: Tolerances, *,
-           update: bool, strict: bool, drift_policy: str) -> Verdict:
-    """The verdict for one check (see the module's docstring for the rules)."""
+           update: bool, strict: bool, drift_policy: str, over_budget: bool = False) -> Verdict:
+    """The verdict for one check (see the module's docstring for the rules).  ``over_budget``:
+    a figure of the estimate exceeds its budget (``budget.check``)."""
+    if over_budget:
+        comparison = compare(stored, document, tolerances) if stored is not None else None
+        return Verdict(Status.OVER_BUDGET, comparison, write=False, failure=Failure.BUDGET)
     if stored is None:
         if update:
             return Verdict(Status.PENDING, None, write=True)

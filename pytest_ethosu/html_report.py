@@ -45,7 +45,10 @@ AREAS = (
     ("offflash", "off_chip_flash_access_cycles", "off-chip flash access"),
 )
 # Regressions first, then what needs a look, then the rest; the document's (test, name) order within.
-STATUS_RANK = {"regressed": 0, "missing": 1, "drift": 2, "changed": 2, "improved": 3}
+#: the footprint figures an estimate's card shows, in KiB
+FOOTPRINT = (("on_chip_flash_used", "on-chip flash"), ("off_chip_flash_used", "off-chip flash"),
+             ("original_weights", "weights"), ("encoded_weights", "encoded weights"))
+STATUS_RANK = {"over_budget": 0, "regressed": 0, "missing": 1, "drift": 2, "changed": 2, "improved": 3}
 MOVED_KINDS = {"regressed": 1, "to_cpu": 1, "added": 2, "improved": -1}
 OPEN_ALL_UP_TO = 6  # sessions with at most this many estimates open every estimate
 
@@ -281,6 +284,9 @@ def _view(shown: Shown) -> dict[str, Any]:
         "regressions": regressions(record), "layer_changes": changes[:20],
         "more_changes": max(0, len(changes) - 20),
         "findings": [f.to_dict() for f in record.advice],
+        "budget": [{"text": use.headroom(), "over": use.over, "layers": list(use.layers)} for use in record.budget],
+        # footprint: absent from a JSON report written before these figures were recorded
+        "footprint": [(label, totals[key] / 1024) for key, label in FOOTPRINT if key in totals],
     }
 
 
@@ -304,7 +310,7 @@ def render_records(estimates: Sequence[Record], vela_version: str | None) -> str
     counts: dict[str, int] = defaultdict(int)
     for m in shown:
         counts[STATUS_TEXT.get(m.record.status.value, m.record.status.value)] += 1
-    open_ids = {v["id"] for v in views if v["status"] in ("regressed", "missing")}
+    open_ids = {v["id"] for v in views if v["status"] in ("regressed", "over_budget", "missing")}
     if len(views) <= OPEN_ALL_UP_TO:
         open_ids = {v["id"] for v in views}
     elif not open_ids and views:

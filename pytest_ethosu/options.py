@@ -28,7 +28,7 @@ import pytest
 from .gate import DRIFT_POLICIES
 from .vela import DEFAULT_ACCELERATOR, DEFAULT_CONFIG
 
-Kind = Literal["text", "file", "path", "switch", "off-switch", "number", "seconds", "names", "choice"]
+Kind = Literal["text", "file", "path", "switch", "off-switch", "number", "seconds", "names", "choice", "budget"]
 
 SUMMARY_MODES = ("none", "short", "full")
 DEFAULT_TIMEOUT = 300.0
@@ -135,6 +135,12 @@ OPTIONS: tuple[Option, ...] = (
            "default relative tolerance of every gated metric (default: 0.01)", "number", keyword=True),
     Option("atol", "--ethosu-atol", "ethosu_atol",
            "default absolute tolerance of every gated metric (default: 0)", "number", keyword=True),
+    Option("budget", "--ethosu-budget", "ethosu_budget",
+           "absolute limits every check must stay within, baseline or not: figure=limit, comma-separated, e.g. "
+           "--ethosu-budget='sram_used=256KiB,off_chip_flash_used=1MiB,inference_time=5ms,cpu_ops=0'",
+           "budget", replay=True, keyword=True, metavar="LIMITS",
+           ini_help="absolute limits every check must stay within: one figure = limit per line (or a list), "
+                    "e.g. sram_used = 256 KiB"),
     Option("drift", "--ethosu-drift", "ethosu_drift",
            "when the Vela version, core or target options differ from the baseline's: "
            "warn (default), fail or update", "choice", default="warn", choices=DRIFT_POLICIES),
@@ -174,7 +180,7 @@ BY_NAME = {option.name: option for option in OPTIONS}
 TARGET_KEYS = tuple(o.name for o in OPTIONS if o.keyword and o.kind in ("text", "file"))
 TOLERANCE_KEYS = ("rtol", "atol", "tolerances")
 #: what ``@pytest.mark.ethosu(...)`` takes
-MARKER_KEYS = (*TARGET_KEYS, *TOLERANCE_KEYS, "accelerators")
+MARKER_KEYS = (*TARGET_KEYS, *TOLERANCE_KEYS, "budget", "accelerators")
 PATH_FLAGS = tuple(o.flag for o in OPTIONS if o.takes_path)
 REPLAYED = tuple(o.flag for o in OPTIONS if o.replay)
 
@@ -210,6 +216,8 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(option.ini, ini_help, type="bool", default=None)
         elif option.kind == "names":
             parser.addini(option.ini, ini_help, type="args", default=None)
+        elif option.kind == "budget":
+            parser.addini(option.ini, ini_help, type="linelist", default=None)
         elif option.kind in ("number", "seconds") and number is not None:
             parser.addini(option.ini, ini_help, type=number, default=None)
         else:
@@ -256,6 +264,16 @@ def read(config: pytest.Config, name: str) -> Any:
         if twice:  # each would be a test of its own, with its own baseline ([name_0], [name_1])
             raise pytest.UsageError(f"{option.flag} / {option.ini}: {', '.join(twice)} given more than once")
         return names
+    if option.kind == "budget":
+        if value is None:
+            return {}
+        from . import budget  # reads the figures' table: loaded only for a session that sets a budget
+
+        where = option.flag if given_on_command_line(config, name) else f"ini key {option.ini}"
+        try:
+            return budget.parse(value, where)
+        except budget.BudgetError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if option.name == "vela_args" and isinstance(value, str):
         try:
             shlex.split(value)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .baseline import Identity
+from .budget import Use
 from .compare import Change, Comparison
 from .gate import Status
 from .result import Finding, Layer
@@ -104,6 +105,11 @@ class Record:
     detail: Detail | None  # for the reports that show every layer (see ``Detail``)
     extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
     unrecorded: tuple[str, ...] = ()  # figures its baseline lacks (written before they were recorded)
+    budget: tuple[Use, ...] = ()  # each budget of the check and how much of it the estimate uses
+
+    @property
+    def over_budget(self) -> tuple[Use, ...]:
+        return tuple(use for use in self.budget if use.over)
 
     @property
     def label(self) -> str:
@@ -117,6 +123,7 @@ class Record:
         """Plain JSON types; the keys hooks added sit beside the plugin's, as hooks set them."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         data.update(status=self.status.value, drift=list(self.drift), unrecorded=list(self.unrecorded),
+                    budget=[use.to_json() for use in self.budget],
                     regressions=[c.to_dict() for c in self.regressions],
                     advice=[f.to_dict() for f in self.advice], top_layers=[t.to_json() for t in self.top_layers],
                     detail=self.detail.to_json() if self.detail is not None else None)
@@ -126,6 +133,7 @@ class Record:
     def from_json(cls, data: Mapping[str, Any]) -> Record:
         values = {key: data[key] for key in RECORD_KEYS}
         values.update(status=Status(data["status"]), drift=tuple(data["drift"]), unrecorded=tuple(data["unrecorded"]),
+                      budget=tuple(Use.from_json(use) for use in data["budget"]),
                       regressions=tuple(Change.from_json(c) for c in data["regressions"]),
                       advice=tuple(Finding(**f) for f in data["advice"]),
                       top_layers=tuple(TopLayer.from_json(t) for t in data["top_layers"]),

@@ -19,8 +19,9 @@ from tabulate import tabulate
 
 from . import escape
 from .baseline import Identity
+from .budget import Use
 from .compare import Change, Comparison, worst_first
-from .gate import Status
+from .gate import FAILED, Status
 from .record import Detail, Record, TopLayer
 from .result import EstimateResult, Finding, Layer
 from .result import layer_table as result_layer_table
@@ -59,7 +60,8 @@ def accept_command(nodeid: str | None, options: Sequence[str] = ()) -> str:
 
 
 def make_record(nodeid: str, location: tuple[str, int], name: str, result: EstimateResult, status: Status,
-                comparison: Comparison | None, baseline_file: str | None, detail: bool) -> Record:
+                comparison: Comparison | None, baseline_file: str | None, detail: bool,
+                budget: tuple[Use, ...] = ()) -> Record:
     """The session-level summary of one estimate.
 
     ``name`` is the check's name, or "" for a plain ``estimate()``.  With ``detail`` (for the
@@ -75,8 +77,8 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         inference_ms=1000.0 * result.inference_time, mac_utilization=result.mac_utilization,
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
-        unrecorded=comparison.unrecorded if comparison else (),
-        **_summarised(comparison, result.layers, result.total_cycles))
+        unrecorded=comparison.unrecorded if comparison else (), budget=budget,
+        **_summarised(comparison, result.layers, result.total_cycles, budget))
 
 
 def record_from_entry(entry: Mapping[str, Any]) -> Record:
@@ -85,6 +87,7 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
     entry's ``extra``).  The JSON report does not hold the test's line (``line`` is 0; ``file``
     is the node id's) nor who answered (``source`` is "")."""
     detail = Detail.from_json(entry)
+    budget = tuple(Use.from_json(use) for use in entry.get("budget", ()))
     totals, estimator, target, comparison = detail.totals, detail.estimator, detail.target, detail.comparison
     return Record(
         test=entry["test"], file=entry["test"].split("::", 1)[0], line=0, name=entry["name"], model=entry["model"],
@@ -95,12 +98,13 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
         mac_utilization=entry["mac_utilization"], npu_ops=int(totals["npu_ops"]), cpu_ops=int(totals["cpu_ops"]),
         sram_used=int(totals["sram_used"]), status=Status(entry["status"]), baseline=entry["baseline"],
         advice=tuple(Finding(**f) for f in entry.get("findings", [])), source="",
-        detail=detail, extra=dict(entry.get("extra", {})),
-        **_summarised(comparison, detail.layers, totals["total_cycles"]))
+        detail=detail, extra=dict(entry.get("extra", {})), budget=budget,
+        **_summarised(comparison, detail.layers, totals["total_cycles"], budget))
 
 
-def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cycles: float) -> dict[str, Any]:
-    """What a record says about its comparison and its costliest layers, from either source."""
+def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cycles: float,
+                budget: Sequence[Use] = ()) -> dict[str, Any]:
+    """What a record says about its comparison, its budgets and its costliest layers, from either source."""
     total = comparison.total_delta() if comparison else None
     worst = comparison.headline_change() if comparison else None
     top = sorted(layers, key=lambda layer: (-float(layer.cycles), layer.index))[:TOP_LAYERS]
@@ -108,7 +112,8 @@ def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cy
         "delta_percent": total.percent if total else None,
         "drift": tuple(comparison.drift) if comparison else (),
         "regressions": tuple(worst_first(comparison.regressions)[:TOP_LAYERS]) if comparison else (),
-        "headline": headline(comparison) if comparison and comparison.regressions else "",
+        "headline": (budget_headline(budget) if any(use.over for use in budget)
+                     else headline(comparison) if comparison and comparison.regressions else ""),
         "change": short_change(worst) if worst is not None else "",
         "top_layers": tuple(TopLayer(layer.index, layer.label, layer.op, layer.cycles,
                                      100.0 * float(layer.cycles) / (float(total_cycles) or 1.0),
@@ -228,6 +233,35 @@ def missing_message(label: str, accept: str, path: str) -> str:
                            f"create it with: {accept}  (then commit the file)"])
 
 
+def budget_headline(uses: Sequence[Use]) -> str:
+    """ "over budget: sram_used 300.2 of 256 KiB (117%)" """
+    return "over budget: " + "; ".join(use.headroom() for use in uses if use.over)
+
+
+def budget_message(label: str, uses: Sequence[Use], comparison: Comparison | None, path: str, accept: str) -> str:
+    """One screen for a check over budget: each budget exceeded with the layers that use most
+    of it, the budgets it fits, what the baseline comparison says, and what to do."""
+    lines = [f"ethosu: {label}: {budget_headline(uses)}"]
+    for use in (u for u in uses if u.over):
+        spent = f"; the layers that use it most: {', '.join(use.layers)}" if use.layers else ""
+        lines.append(f"{use.limit.figure}: {use.limit.show(float(use.used))}, over the budget of "
+                     f"{use.limit.show(use.limit.value)} by {use.limit.show(float(use.used) - use.limit.value)}{spent}")
+    fits = [use.headroom() for use in uses if not use.over]
+    if fits:
+        lines.append("within budget: " + ", ".join(fits))
+    if comparison is None:
+        lines.append(f"no baseline at {path}; once the model fits, create it with: {accept}")
+    else:
+        lines.append(f"baseline: {path} (kept)")
+        if comparison.regressions:
+            lines.append(f"also against the baseline: {headline(comparison)}")
+        lines.extend(f"note: {note}" for note in comparison.drift)
+    lines.append("a budget is what the device has: make the model fit, or change the budget (budget= in the call "
+                 "or the ethosu marker, --ethosu-budget or the ini key ethosu_budget); --ethosu-update does not "
+                 "accept it")
+    return _terminal_text(lines)
+
+
 def drift_message(label: str, accept: str, comparison: Comparison, path: str) -> str:
     return _terminal_text([f"ethosu: {label}: the estimator changed since the baseline {path} was made:",
                            *comparison.drift, f"re-baseline with: {accept}"])
@@ -238,7 +272,8 @@ def drift_message(label: str, accept: str, comparison: Comparison, path: str) ->
 
 STATUS_TEXT = {"ok": "ok", "regressed": "REGRESSED", "improved": "improved", "changed": "changed",
                "created": "new", "updated": "updated", "unchanged": "ok", "missing": "MISSING",
-               "drift": "drift", "unchecked": "no baseline", "unwritten": "not written"}
+               "drift": "drift", "unchecked": "no baseline", "unwritten": "not written",
+               "over_budget": "OVER BUDGET"}
 
 
 def summary_rows(records: Sequence[Record], width: int, verbose: int, hook: Callable[..., Any] | None = None,
@@ -267,7 +302,10 @@ def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:
     """One estimate's row of the summary table, column header -> cell."""
     name_width = max(24, width // 3) if verbose <= 0 else 200
     status = STATUS_TEXT[record.status.value]
-    if record.status in (Status.REGRESSED, Status.IMPROVED) and record.change and \
+    if record.over_budget:
+        status += " " + ", ".join(f"{use.limit.figure} {use.percent:.0f}%" if use.percent is not None
+                                  else use.limit.figure for use in record.over_budget)
+    elif record.status in (Status.REGRESSED, Status.IMPROVED) and record.change and \
             not record.change.startswith("total_cycles"):
         status += f" {record.change}"  # the metric that decided, as the failure message names it
     elif record.delta_percent:
@@ -422,6 +460,11 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
             lines.append(render_rows(rows))
         for record in (r for r in records if r.status is Status.REGRESSED):
             lines += ["", f"{record.label} regressed; worst changes:", render_rows(regression_rows(record))]
+        budgeted = [r for r in records if r.budget and (verbosity >= 0 or r.over_budget)]
+        if budgeted:
+            lines += ["", "budgets (used of the limit):"]
+            lines += [f"  {r.label.split('::', 1)[-1]}: " + ", ".join(
+                ("OVER " if use.over else "") + use.headroom() for use in r.budget) for r in budgeted]
         if full:
             count = 3 * TOP_LAYERS
             lines += ["", f"layers that cost the most cycles (top {count}):", top_layers_table(records, count, width)]
@@ -500,6 +543,7 @@ def json_entry(record: Record) -> dict[str, Any]:
         "accelerator": record.accelerator, "status": record.status.value, "baseline": record.baseline,
         "inference_ms": record.inference_ms, "mac_utilization": record.mac_utilization,
         "findings": [f.to_dict() for f in record.advice], "extra": dict(record.extra),
+        "budget": [use.to_json() for use in record.budget],
         **(record.detail.to_json() if record.detail else {}),
     }
 
@@ -512,6 +556,10 @@ def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Record]) -> st
     text = "## Ethos-U performance (pytest-ethosu)\n\n" + tabulate(
         [[escape.markdown(row.get(h, "")) for h in headers] for row in rows],
         headers=[escape.markdown(h) for h in headers], tablefmt="github", disable_numparse=True) + "\n"
+    over = [r for r in records if r.status is Status.OVER_BUDGET]
+    if over:
+        text += "\n**Over budget**\n\n" + "".join(
+            f"- {escape.markdown(r.test)} {escape.markdown(r.name)}: {escape.markdown(r.headline)}\n" for r in over)
     regressed = [r for r in records if r.status is Status.REGRESSED]
     if regressed:
         text += "\n**Regressions**\n\n" + "".join(
@@ -524,9 +572,10 @@ def github_annotations(records: Sequence[Record]) -> list[str]:
     """``::error`` workflow commands, one per regressed estimate, pointing at the test."""
     lines = []
     for r in records:
-        if r.status is not Status.REGRESSED:
+        if r.status not in FAILED:
             continue
-        title = f"Ethos-U regression: {r.model} on {r.accelerator}"
+        what = "over budget" if r.status is Status.OVER_BUDGET else "regression"
+        title = f"Ethos-U {what}: {r.model} on {r.accelerator}"
         message = f"{r.test} {r.name}: {r.headline}"
         lines.append(f"::error file={escape.annotation_property(r.file)},line={r.line},"
                      f"title={escape.annotation_property(title)}::{escape.annotation_data(message)}")

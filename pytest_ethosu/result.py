@@ -48,34 +48,40 @@ class Figure:
     whole: bool = False  # a count: a baseline holding 1.5 is refused
     recorded: bool = True  # in the baseline's totals
     peak: bool = False  # a PyTorch model's is its largest partition's (memory use), not their sum
+    unit: str = "cycles"  # what a budget on it is written in: cycles, bytes, seconds or count
+    spent_by: str = ""  # the per-layer figure that shows which layers spend it (a budget's failure names them)
 
 
 #: Every network figure, in the order changes are listed.  A new one: its entry here and its
 #: field in ``EstimateResult`` (and, for one Vela reports, its column in ``vela.SUMMARY_COLUMNS``).
 FIGURES = (
-    Figure("total_cycles"),
+    Figure("total_cycles", spent_by="cycles"),
     # where the cycles go: recorded and reported, gated when a tolerance names them
-    Figure("npu_cycles", gated=False),
-    Figure("sram_access_cycles", gated=False),
-    Figure("dram_access_cycles", gated=False),
-    Figure("on_chip_flash_access_cycles", gated=False),
-    Figure("off_chip_flash_access_cycles", gated=False),
-    Figure("macs", gated=False),  # more MACs in the same cycles is not a slow-down
-    Figure("sram_used", peak=True),
-    Figure("dram_used", peak=True),
-    Figure("on_chip_flash_used"),  # each partition's weights are stored: they add up
-    Figure("off_chip_flash_used"),
+    Figure("npu_cycles", gated=False, spent_by="npu_cycles"),
+    Figure("sram_access_cycles", gated=False, spent_by="sram_access_cycles"),
+    Figure("dram_access_cycles", gated=False, spent_by="dram_access_cycles"),
+    Figure("on_chip_flash_access_cycles", gated=False, spent_by="on_chip_flash_access_cycles"),
+    Figure("off_chip_flash_access_cycles", gated=False, spent_by="off_chip_flash_access_cycles"),
+    # more MACs in the same cycles is not a slow-down
+    Figure("macs", gated=False, unit="count", spent_by="macs"),
+    Figure("sram_used", peak=True, unit="bytes", spent_by="staging_usage"),
+    Figure("dram_used", peak=True, unit="bytes", spent_by="dram_access_cycles"),
+    # each partition's weights are stored: they add up; the layers that read flash the most spend it
+    Figure("on_chip_flash_used", unit="bytes", spent_by="on_chip_flash_access_cycles"),
+    Figure("off_chip_flash_used", unit="bytes", spent_by="off_chip_flash_access_cycles"),
     # recorded and reported; gated when a tolerance names them
-    Figure("original_weights", gated=False),
-    Figure("encoded_weights", gated=False),
-    Figure("sram_traffic", gated=False),
-    Figure("dram_traffic", gated=False),
-    Figure("on_chip_flash_traffic", gated=False),
-    Figure("off_chip_flash_traffic", gated=False),
-    Figure("inference_time", gated=False, recorded=False),  # total_cycles at the core clock
-    Figure("cpu_ops", gated=False, whole=True),  # any rise fails on its own rule (compare.py)
-    Figure("npu_ops", gated=False, whole=True),
+    Figure("original_weights", gated=False, unit="bytes"),
+    Figure("encoded_weights", gated=False, unit="bytes"),
+    Figure("sram_traffic", gated=False, unit="bytes", spent_by="sram_access_cycles"),
+    Figure("dram_traffic", gated=False, unit="bytes", spent_by="dram_access_cycles"),
+    Figure("on_chip_flash_traffic", gated=False, unit="bytes", spent_by="on_chip_flash_access_cycles"),
+    Figure("off_chip_flash_traffic", gated=False, unit="bytes", spent_by="off_chip_flash_access_cycles"),
+    # total_cycles at the core clock
+    Figure("inference_time", gated=False, recorded=False, unit="seconds", spent_by="cycles"),
+    Figure("cpu_ops", gated=False, whole=True, unit="count"),  # any rise fails on its own rule (compare.py)
+    Figure("npu_ops", gated=False, whole=True, unit="count"),
 )
+FIGURE = {f.name: f for f in FIGURES}
 #: Network totals that a baseline records.
 TOTAL_METRICS = tuple(f.name for f in FIGURES if f.recorded)
 

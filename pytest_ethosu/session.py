@@ -34,7 +34,7 @@ from .check import Context, Pending, item_state_key
 from .errors import BaselineError, EthosuError
 from .estimator import Estimator, shown_path
 from .files import append_text, write_atomic
-from .gate import Status
+from .gate import FAILED, Status
 from .options import two_word_paths
 from .record import RECORD_KEYS, Record
 from .settings import Settings
@@ -88,7 +88,7 @@ class EthosuSession:
     def wants_detail(self, status: Status) -> bool:
         """Whether an estimate's record carries every layer: for the JSON and HTML reports and
         pytest-html, and for a regression's chart in the Markdown summary."""
-        return self.detailed or (self.settings.markdown_path is not None and status is Status.REGRESSED)
+        return self.detailed or (self.settings.markdown_path is not None and status in FAILED)
 
     @property
     def estimator(self) -> Estimator:

@@ -48,6 +48,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     rtol: float | None = None
     atol: float | None = None
+    budget: dict[str, Any] = field(default_factory=dict)  # figure -> budget.Limit, from --ethosu-budget / ethosu_budget
     target: dict[str, Any] = field(default_factory=dict)  # options.TARGET_KEYS -> values
     accelerators: list[str] = field(default_factory=list)
     cache_dir: Path | None = None
@@ -88,6 +89,7 @@ class Settings:
             timeout=float(read(config, "timeout") or DEFAULT_TIMEOUT),
             rtol=read(config, "rtol"),
             atol=read(config, "atol"),
+            budget=read(config, "budget") or {},
             target={name: read(config, name) for name in TARGET_KEYS},
             accelerators=accelerators,
             cache_dir=cache_dir,

@@ -358,6 +358,23 @@ MUTATIONS = (
     Mutation("outside-rootdir-traceback", "a test file outside the rootdir is refused in one line",
              "pytest_ethosu/check.py", '    if not nodeid.partition("::")[0]:', "    if False:",
              ("tests/test_scope.py::test_a_test_file_outside_the_rootdir_is_refused_in_one_line",)),
+    Mutation("budget-equal-fails", "a figure equal to its budget fits",
+             "pytest_ethosu/budget.py", "        return float(self.used) > self.limit.value",
+             "        return float(self.used) >= self.limit.value", ("tests/test_budget.py",)),
+    Mutation("budget-accepted-by-update", "--ethosu-update does not accept a model over its budget",
+             "pytest_ethosu/gate.py", "    if over_budget:\n", "    if over_budget and not update:\n",
+             ("tests/test_budget.py",)),
+    Mutation("budget-marker-beats-call", "a budget in the call beats the marker's, which beats the session's",
+             "pytest_ethosu/fixture.py", 'limits = budgets.merge([budgets.parse(budget, "budget="),',
+             'limits = budgets.merge([{},', ("tests/test_budget.py",)),
+    Mutation("budget-none-does-not-lift", "budget None in a call or marker lifts a wider budget on that figure",
+             "pytest_ethosu/budget.py", "            chosen.setdefault(figure, limit)",
+             "            if limit is not None:\n                chosen.setdefault(figure, limit)",
+             ("tests/test_budget.py",)),
+    Mutation("budget-bare-seconds", "an inference_time budget without a unit is refused",
+             "pytest_ethosu/budget.py", '"seconds": {"s": 1,', '"seconds": {"": 1, "s": 1,', ("tests/test_budget.py",)),
+    Mutation("budget-kib-as-kb", "KiB is 1024 bytes", "pytest_ethosu/budget.py", '"kib": 1024,', '"kib": 1000,',
+             ("tests/test_budget.py",)),
 )
 
 
