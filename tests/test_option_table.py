@@ -38,7 +38,8 @@ def test_the_table_derives_every_list() -> None:
     assert set(TARGET_KEYS) | {"rtol", "atol"} <= set(MARKER_KEYS)
     assert {"--ethosu-json", "--ethosu-markdown", "--ethosu-html", "--ethosu-baseline-dir",
             "--ethosu-cache-dir", "--ethosu-vela-config"} == set(PATH_FLAGS)
-    assert {BY_NAME[k].flag for k in TARGET_KEYS} | {"--ethosu-baseline-dir", "--ethosu-accelerators"} == set(REPLAYED)
+    assert {BY_NAME[k].flag for k in TARGET_KEYS} | {"--ethosu-baseline-dir", "--ethosu-accelerators",
+                                                     "--ethosu-budget"} == set(REPLAYED)
 
 
 def test_help_lists_every_flag_and_ini_key(repo: pytest.Pytester) -> None:

@@ -188,7 +188,7 @@ def test_misspelled_arguments_fail_the_test_in_one_line(repo: pytest.Pytester) -
     result.stdout.fnmatch_lines([
         "ArgumentError: unknown target keyword(s) 'accelerater'; valid: accelerator, system_config, "
         "memory_mode, vela_config, vela_args",
-        "ArgumentError: unknown ethosu marker argument(s) 'rtl'; valid: accelerator, *, rtol, atol, tolerances, "
+        "ArgumentError: unknown ethosu marker argument(s) 'rtl'; valid: accelerator, *, rtol, atol, tolerances, budget, "
         "accelerators",
         "ArgumentError: rtol must be a finite number >= 0, not nan",
         "ArgumentError: vela_args must be a list of strings (or one shell-quoted string), not b'--optimise Size'",
