@@ -15,6 +15,10 @@ partitions.  Besides the figures they read the result's ``evidence`` (``result.E
   target.  The advice is given only when Vela estimates no more cycles at the larger depth.
 - ``memory_bound``: a layer whose busiest memory area needs at least 1.25x its NPU cycles (as
   in the seed article's fully connected layer), with that area named.
+- ``weight_traffic``: the layers bound by a flash area's traffic (as ``memory_bound`` finds
+  them) take at least 25% of the network's cycles.  Flash holds only what the model reads, its
+  encoded weights and constants, so the finding gives Vela's bytes read from that area per
+  inference against its ``encoded_weights`` and ``original_weights``.
 - ``cpu_fallback``: every operator left on the CPU, with the reason Vela (or ExecuTorch) gave.
 - ``layout_transposes``: the NCHW <-> NHWC transposes ExecuTorch's Arm backend puts at the
   edges of a partition, when they cost a noticeable share of the network (PyTorch models).
@@ -37,6 +41,9 @@ from .vela import Placement, operator_key
 MEMORY_BOUND_RATIO = 1.25
 MIN_SHARE = 1.0  # percent of the network's cycles below which a layer is not worth a finding
 LAYOUT_SHARE = 5.0  # percent of the network's cycles from which layout transposes get a finding
+WEIGHT_SHARE = 25.0  # percent of the network's cycles in flash-bound layers from which weight traffic gets a finding
+#: the flash areas: their traffic is the weights (and constants) the model reads
+FLASH_AREAS = {"on-chip flash": "on_chip_flash_traffic", "off-chip flash": "off_chip_flash_traffic"}
 
 #: estimates a verification model (TFLite bytes) on the target of the result being advised
 Verify = Callable[[bytes], EstimateResult]
@@ -126,6 +133,32 @@ def memory_bound(result: EstimateResult) -> list[Finding]:
     return findings
 
 
+def weight_traffic(result: EstimateResult, bound: list[Finding]) -> list[Finding]:
+    """Weights read from flash that set a large share of the cycles (``bound``: the
+    ``memory_bound`` findings)."""
+    findings = []
+    for area, traffic_figure in FLASH_AREAS.items():
+        layers = [f for f in bound if f.figures["area"] == area]
+        share = sum(float(f.figures["share"]) for f in layers)
+        traffic = getattr(result, traffic_figure)
+        if share < WEIGHT_SHARE or not traffic:
+            continue
+        encoded, original = result.encoded_weights, result.original_weights
+        per_weight = f" ({float(traffic) / float(encoded):.2f}x the encoded weights)" if encoded else ""
+        named = ", ".join(f"layer {f.layer} {f.op} {f.name}" for f in layers[:3]) + (", ..." if len(layers) > 3 else "")
+        findings.append(Finding(
+            kind="weight_traffic", layer=None, name=f"{len(layers)} layer(s) bound by {area} traffic", op="",
+            evidence=(f"each inference reads {traffic:,} bytes from {area}{per_weight}: {encoded:,} bytes of "
+                      f"encoded weights ({original:,} before Vela's encoding); the layers bound by that traffic "
+                      f"take {share:.1f}% of the network's cycles ({named})"),
+            suggestion=(f"the weights, not the MACs, set these layers' cycles: fewer or smaller weights in the layers "
+                        f"named (fewer channels, pruning), or a system config and memory mode that read them from "
+                        f"faster memory than {area}"),
+            figures={"area": area, "traffic": traffic, "encoded_weights": encoded, "original_weights": original,
+                     "share": share, "layers": [f.layer for f in layers]}))
+    return findings
+
+
 def cpu_fallback(result: EstimateResult) -> list[Finding]:
     findings = []
     for cpu in result.evidence.cpu:
@@ -191,7 +224,8 @@ def hot_spots(result: EstimateResult) -> list[Finding]:
 def advise(result: EstimateResult, verify: Verify) -> list[Finding]:
     """Every built-in rule's findings for one estimate, in this order; ``verify`` estimates a
     verification model on the result's target."""
-    return (channel_padding(result, verify) + memory_bound(result) + cpu_fallback(result)
+    bound = memory_bound(result)
+    return (channel_padding(result, verify) + bound + weight_traffic(result, bound) + cpu_fallback(result)
             + layout_transposes(result) + hot_spots(result))
 
 

@@ -47,7 +47,8 @@ AREAS = (
 # Regressions first, then what needs a look, then the rest; the document's (test, name) order within.
 #: the footprint figures an estimate's card shows, in KiB
 FOOTPRINT = (("on_chip_flash_used", "on-chip flash"), ("off_chip_flash_used", "off-chip flash"),
-             ("original_weights", "weights"), ("encoded_weights", "encoded weights"))
+             ("original_weights", "weights"), ("encoded_weights", "encoded weights"),
+             ("optimised_model_size", "optimised model"))
 STATUS_RANK = {"over_budget": 0, "regressed": 0, "missing": 1, "drift": 2, "changed": 2, "improved": 3}
 MOVED_KINDS = {"regressed": 1, "to_cpu": 1, "added": 2, "improved": -1}
 OPEN_ALL_UP_TO = 6  # sessions with at most this many estimates open every estimate
@@ -287,6 +288,8 @@ def _view(shown: Shown) -> dict[str, Any]:
         "budget": [{"text": use.headroom(), "over": use.over, "layers": list(use.layers)} for use in record.budget],
         # footprint: absent from a JSON report written before these figures were recorded
         "footprint": [(label, totals[key] / 1024) for key, label in FOOTPRINT if key in totals],
+        "compression": (100.0 * totals["encoded_weights"] / totals["original_weights"]
+                        if totals.get("original_weights") and "encoded_weights" in totals else None),
     }
 
 

@@ -106,6 +106,7 @@ class Record:
     extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
     unrecorded: tuple[str, ...] = ()  # figures its baseline lacks (written before they were recorded)
     budget: tuple[Use, ...] = ()  # each budget of the check and how much of it the estimate uses
+    flash_used: int | None = None  # bytes of on-chip and off-chip flash; None in a JSON report from before them
 
     @property
     def over_budget(self) -> tuple[Use, ...]:

@@ -78,6 +78,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
         unrecorded=comparison.unrecorded if comparison else (), budget=budget,
+        flash_used=result.on_chip_flash_used + result.off_chip_flash_used,
         **_summarised(comparison, result.layers, result.total_cycles, budget))
 
 
@@ -99,6 +100,8 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
         sram_used=int(totals["sram_used"]), status=Status(entry["status"]), baseline=entry["baseline"],
         advice=tuple(Finding(**f) for f in entry.get("findings", [])), source="",
         detail=detail, extra=dict(entry.get("extra", {})), budget=budget,
+        flash_used=(int(totals["on_chip_flash_used"]) + int(totals["off_chip_flash_used"])
+                    if "on_chip_flash_used" in totals and "off_chip_flash_used" in totals else None),
         **_summarised(comparison, detail.layers, totals["total_cycles"], budget))
 
 
@@ -320,6 +323,7 @@ def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:
         "util %": f"{record.mac_utilization:.1f}",
         "NPU/CPU ops": f"{record.npu_ops}/{record.cpu_ops}",
         "SRAM KiB": f"{record.sram_used / 1024:.1f}",
+        "flash KiB": f"{record.flash_used / 1024:.1f}" if record.flash_used is not None else "",
         "baseline": status,
     }
 
@@ -374,7 +378,7 @@ def advice_lines(records: Sequence[Record], full: bool, width: int) -> list[str]
                 continue
             where = f"layer {f.layer} {f.op}" if f.layer is not None else f.op
             name = shorten(f.name, max(20, width // 3))
-            lines.append(f"  {f.kind.replace('_', ' ')}: {where} {name}".rstrip())
+            lines.append(f"  {f.kind.replace('_', ' ')}: {' '.join(part for part in (where, name) if part)}".rstrip())
             lines.append(f"    {f.evidence}")
             lines.append(f"    -> {f.suggestion}")
         if len(bound) > len(keep):

@@ -19,6 +19,9 @@ Units
 - ``sram_traffic``, ``dram_traffic``, ``on_chip_flash_traffic``, ``off_chip_flash_traffic``:
   bytes read and written in that memory area per inference, feature maps and weights together
   (Vela's ``*_total_bytes``).
+- ``optimised_model_size``: bytes of the optimised model Vela writes (``<model>_vela.tflite``,
+  what gets flashed); for a PyTorch model, the sum over its delegated partitions.
+- ``compression`` (derived, not recorded): ``encoded_weights / original_weights``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ FIGURES = (
     Figure("dram_traffic", gated=False, unit="bytes", spent_by="dram_access_cycles"),
     Figure("on_chip_flash_traffic", gated=False, unit="bytes", spent_by="on_chip_flash_access_cycles"),
     Figure("off_chip_flash_traffic", gated=False, unit="bytes", spent_by="off_chip_flash_access_cycles"),
+    Figure("optimised_model_size", gated=False, unit="bytes"),  # the flash footprint is gated as *_flash_used
     # total_cycles at the core clock
     Figure("inference_time", gated=False, recorded=False, unit="seconds", spent_by="cycles"),
     Figure("cpu_ops", gated=False, whole=True, unit="count"),  # any rise fails on its own rule (compare.py)
@@ -146,7 +150,8 @@ def layer_label(layer: Any) -> str:
 class Finding:
     """One piece of advice about an estimate (see ``advisor.py``).
 
-    ``kind`` is ``channel_padding``, ``memory_bound``, ``cpu_fallback`` or ``hot_spot`` (hooks
+    ``kind`` is ``channel_padding``, ``memory_bound``, ``weight_traffic``, ``cpu_fallback``,
+    ``layout_transposes`` or ``hot_spot`` (hooks
     may add their own); ``layer`` is the layer's index, or None when Vela reports no row for it.
     """
 
@@ -223,6 +228,7 @@ class EstimateResult:
     dram_traffic: Number
     on_chip_flash_traffic: Number
     off_chip_flash_traffic: Number
+    optimised_model_size: int
     cpu_operators: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
     findings: tuple[Finding, ...] = field(default=())
@@ -251,6 +257,12 @@ class EstimateResult:
         if not per_cycle or not self.total_cycles:
             return 0.0
         return 100.0 * self.macs / (per_cycle * float(self.total_cycles))
+
+    @property
+    def compression(self) -> float | None:
+        """Vela's encoded weights over the model's original weights (0.95: 5% smaller); None
+        for a model without weights on the NPU."""
+        return float(self.encoded_weights) / float(self.original_weights) if self.original_weights else None
 
     def totals(self) -> dict[str, Number]:
         return {name: getattr(self, name) for name in TOTAL_METRICS}

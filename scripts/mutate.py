@@ -375,6 +375,13 @@ MUTATIONS = (
              "pytest_ethosu/budget.py", '"seconds": {"s": 1,', '"seconds": {"": 1, "s": 1,', ("tests/test_budget.py",)),
     Mutation("budget-kib-as-kb", "KiB is 1024 bytes", "pytest_ethosu/budget.py", '"kib": 1024,', '"kib": 1000,',
              ("tests/test_budget.py",)),
+    Mutation("optimised-size-off-by-one", "the optimised model's size is the bytes Vela wrote",
+             "pytest_ethosu/vela/engine.py", 'totals["optimised_model_size"] = compiled.stat().st_size',
+             'totals["optimised_model_size"] = compiled.stat().st_size + 1', ("tests/test_parity.py",)),
+    Mutation("weight-traffic-any-area", "weight traffic is found for flash areas only, with Vela's figures",
+             "pytest_ethosu/advisor.py", 'FLASH_AREAS = {"on-chip flash": "on_chip_flash_traffic", "off-chip flash": "off_chip_flash_traffic"}',
+             'FLASH_AREAS = {"on-chip flash": "on_chip_flash_traffic", "off-chip flash": "off_chip_flash_traffic", "DRAM": "dram_traffic"}',
+             ("tests/test_advisor.py",)),
 )
 
 

@@ -54,6 +54,7 @@ class CliRun:
     cpu_operators: int
     stdout: str
     summary: dict[str, str]  # the summary CSV: column -> text
+    optimised_model_size: int  # bytes of the optimised model Vela wrote
 
 
 def vela_command() -> list[str]:
@@ -86,7 +87,8 @@ def vela_cli(model: Path, target: Target, out: Path) -> CliRun:
     cpu = re.search(r"^CPU operators = (\d+)", done.stdout, re.MULTILINE)
     assert cpu is not None, done.stdout
     core = "legacy" if header[0] == "TFLite_operator" else "regor"
-    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary)
+    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary,
+                  (out / f"{model.stem}_vela.tflite").stat().st_size)
 
 
 def differences(result: EstimateResult, cli: CliRun) -> list[str]:
@@ -97,6 +99,8 @@ def differences(result: EstimateResult, cli: CliRun) -> list[str]:
     if float(result.total_cycles) != float(cli.total_cycles):
         diffs.append(f"total cycles {result.total_cycles} vs {cli.total_cycles}")
     diffs += summary_differences(result, cli.summary)
+    if result.optimised_model_size != cli.optimised_model_size:
+        diffs.append(f"optimised_model_size {result.optimised_model_size} vs {cli.optimised_model_size} bytes written")
     if result.cpu_ops != cli.cpu_operators:
         diffs.append(f"cpu_ops {result.cpu_ops} vs 'CPU operators = {cli.cpu_operators}'")
     if len(result.layers) != len(cli.rows):

@@ -160,3 +160,29 @@ def test_a_later_conftests_tryfirst_hook_sees_the_built_in_findings(project: pyt
         "    kinds = {f.kind for f in result.advice()}\n    assert 'memory_bound' in kinds and 'hot_spot' not in kinds\n")
     for args in ((), ("sub",)):
         project.runpytest("-p", "no:xdist", *args).assert_outcomes(passed=1)
+
+
+def test_weight_traffic_from_flash_with_vela_figures(estimator: Advising, model_dir: Path) -> None:
+    """On ethos-u55-128 (Shared_Sram: weights in off-chip flash) the test network's fully
+    connected layer is bound by off-chip flash traffic; on ethos-u65-256 with Dedicated_Sram
+    the weights live in DRAM, and no flash finding is given."""
+    result = estimator.estimate(model_dir / "wider.tflite", resolve([{"accelerator": "ethos-u55-128"}],
+                                                                    estimator.rootdir))
+    (finding,) = [f for f in result.advice() if f.kind == "weight_traffic"]
+    bound = [f for f in result.advice() if f.kind == "memory_bound" and f.figures["area"] == "off-chip flash"]
+    assert finding.figures["layers"] == [f.layer for f in bound]
+    assert finding.figures["share"] == pytest.approx(sum(f.figures["share"] for f in bound)) and \
+        finding.figures["share"] >= 25
+    # the figures are Vela's: its bytes read from off-chip flash and its weight totals
+    assert (finding.figures["traffic"], finding.figures["encoded_weights"], finding.figures["original_weights"]) \
+        == (result.off_chip_flash_traffic, result.encoded_weights, result.original_weights)
+    assert finding.evidence.startswith(f"each inference reads {result.off_chip_flash_traffic:,} bytes from off-chip "
+                                       f"flash ({result.off_chip_flash_traffic / result.encoded_weights:.2f}x the "
+                                       f"encoded weights)")
+    assert finding.name == f"{len(bound)} layer(s) bound by off-chip flash traffic"
+    dram = estimator.estimate(model_dir / "wider.tflite", resolve([{"accelerator": "ethos-u65-256",
+                                                                    "system_config": "Ethos_U65_High_End",
+                                                                    "memory_mode": "Dedicated_Sram"}],
+                                                                  estimator.rootdir))
+    assert dram.off_chip_flash_traffic == 0
+    assert not [f for f in dram.advice() if f.kind == "weight_traffic"]

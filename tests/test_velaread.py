@@ -99,7 +99,8 @@ def cli_run(model: Path, target: Target, out: Path, names: list[str]) -> tuple[C
     cpu = re.search(r"^CPU operators = (\d+)", done.stdout, re.MULTILINE)
     assert cpu is not None, done.stdout
     summary = summary_of(out, model.stem)
-    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary), summary
+    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary,
+                  (out / f"{model.stem}_vela.tflite").stat().st_size), summary
 
 
 def summary_differences(result: EstimateResult, summary: dict[str, str]) -> list[str]:

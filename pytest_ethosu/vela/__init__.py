@@ -96,7 +96,10 @@ SUMMARY_COLUMNS: dict[str, tuple[str, int]] = {
     "off_chip_flash_traffic": ("off_chip_flash_total_bytes", 1),
     "inference_time": ("inference_time", 1),
 }
-TOTAL_NUMBERS = tuple(SUMMARY_COLUMNS)
+#: The totals read from the files Vela writes rather than its summary: the size in bytes of the
+#: optimised model (``<model>_vela.tflite``, what gets flashed).
+FILE_TOTALS = ("optimised_model_size",)
+TOTAL_NUMBERS = (*SUMMARY_COLUMNS, *FILE_TOTALS)
 
 #: Model file formats Vela compiles, by the flatbuffer file identifier at bytes 4-8.
 MODEL_FORMATS = {b"TFL3": "tflite", b"TOSA": "tosa"}

@@ -447,6 +447,10 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
     totals["macs"] = int(totals["macs"])
     compiled = out_dir / f"{stem}_vela.tflite"
     try:
+        totals["optimised_model_size"] = compiled.stat().st_size
+    except OSError:
+        raise AdapterError("Vela finished but wrote no optimised model") from None
+    try:
         layers = tuple(Row.from_json(row, f"layer {i}") for i, row in enumerate(rows))
     except InvalidRun as exc:
         raise AdapterError(f"Vela {vela_version()} wrote a per-layer row this plugin cannot read: {exc}") from None
@@ -457,7 +461,7 @@ def read_outputs(job: Job, out_dir: Path, facts: ModelFacts) -> VelaRun:
         system_config=str(summary["system_config"]),
         memory_mode=str(summary["memory_mode"]),
         core_clock=float(summary["core_clock"]),
-        compiled_operators=tuple(model_operators(parse_model(compiled.read_bytes()))) if compiled.exists() else (),
+        compiled_operators=tuple(model_operators(parse_model(compiled.read_bytes()))),
         npu_operator=NPU_OPERATOR,
         cpu_reasons=(),
         depth_granularity=depth_granularity(job.accelerator),
