@@ -32,14 +32,14 @@ from .vela import Placement
 UNITS: dict[str, dict[str, float]] = {
     "bytes": {"": 1, "b": 1, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "kb": 1000, "mb": 1000 ** 2,
               "gb": 1000 ** 3},
-    "seconds": {"s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6},
+    "seconds": {"s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6},  # micro sign and Greek mu
     "cycles": {"": 1, "cycles": 1},
     "count": {"": 1},
 }
 #: how each unit is written back, for the headroom ("212.4 of 256 KiB")
 _SPELLING = {"b": "B", "kib": "KiB", "mib": "MiB", "gib": "GiB", "kb": "kB", "mb": "MB", "gb": "GB", "s": "s",
-             "ms": "ms", "us": "us", "µs": "us", "cycles": "cycles", "": ""}
-_NUMBER = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+)\s*([A-Za-zµ]*)\s*")
+             "ms": "ms", "us": "us", "µs": "us", "μs": "us", "cycles": "cycles", "": ""}
+_NUMBER = re.compile(r"\s*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµμ]*)\s*")
 #: how many layers a budget's failure names
 NAMED_LAYERS = 3
 BUDGETED = tuple(FIGURE)
@@ -96,7 +96,7 @@ def parse_limit(figure: str, value: Any) -> Limit:
         raise BudgetError(f"unknown figure {figure!r} in budget; figures: {', '.join(BUDGETED)}")
     kind = FIGURE[figure].unit
     units = UNITS[kind]
-    written = ", ".join(_SPELLING[u] for u in units if u and u != "µs") or "none"
+    written = ", ".join(_SPELLING[u] for u in units if u and u not in ("µs", "μs")) or "none"
     example = {"bytes": "'256 KiB'", "seconds": "'5 ms'", "cycles": "500000", "count": "0"}[kind]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise BudgetError(f"budget of {figure} must be a number or text such as {example}, not {value!r}")
@@ -114,7 +114,7 @@ def parse_limit(figure: str, value: Any) -> Limit:
         raise BudgetError(f"budget of {figure} must be a finite number >= 0, not {value!r}")
     number *= units[unit.lower()]
     if kind in ("count", "cycles") and not number.is_integer():
-        raise BudgetError(f"budget of {figure} counts whole {kind}: {value!r} is not a whole number")
+        raise BudgetError(f"budget of {figure} is a whole number: {value!r} is not")
     return Limit(figure, number, _SPELLING.get(unit.lower(), unit))
 
 
@@ -140,6 +140,9 @@ def parse(spec: Any, where: str) -> dict[str, Limit | None]:
     else:
         raise BudgetError(f"{where} must map figures to limits, e.g. {{'sram_used': '256 KiB'}}, not {spec!r}")
     limits: dict[str, Limit | None] = {}
+    twice = sorted({figure for figure, _ in items if [f for f, _ in items].count(figure) > 1})
+    if twice:
+        raise BudgetError(f"{where}: {', '.join(twice)} given more than once")
     for figure, value in items:
         try:
             limits[figure] = None if value is None else parse_limit(figure, value)
@@ -167,7 +170,10 @@ class Use:
 
     @property
     def over(self) -> bool:
-        return float(self.used) > self.limit.value
+        """Above the limit; equal fits, also where the limit's unit made it inexact in binary
+        (81.878 us is 8.1878e-05 s to within 1e-9 of itself, not to the last bit)."""
+        used = float(self.used)
+        return used > self.limit.value and not math.isclose(used, self.limit.value, rel_tol=1e-9)
 
     @property
     def percent(self) -> float | None:
@@ -175,7 +181,7 @@ class Use:
 
     def headroom(self) -> str:
         """ "sram_used 72.7 of 256 KiB (28%)" """
-        share = f" ({self.percent:.0f}%)" if self.percent is not None else ""
+        share = f" ({self.percent:,.0f}%)" if self.percent is not None else ""
         return f"{self.limit.figure} {self.limit.show(float(self.used))} of {self.limit.show(self.limit.value)}{share}"
 
     def to_json(self) -> dict[str, Any]:
@@ -192,8 +198,10 @@ class Use:
 def _spenders(result: EstimateResult, figure: str) -> tuple[str, ...]:
     """The layers that spend most of ``figure``, as a failure names them."""
     if figure == "cpu_ops":
-        return tuple(f"layer {layer.index} {layer.op} {layer.label}" for layer in result.layers
-                     if layer.placement is Placement.CPU)[:NAMED_LAYERS * 2] or tuple(result.cpu_operators)
+        cpu = [f"layer {layer.index} {layer.op} {layer.label}" for layer in result.layers
+               if layer.placement is Placement.CPU] or list(result.cpu_operators)
+        shown = NAMED_LAYERS * 2
+        return tuple(cpu[:shown]) + ((f"and {len(cpu) - shown} more",) if len(cpu) > shown else ())
     by = FIGURE[figure].spent_by
     if not by:
         return ()

@@ -74,6 +74,8 @@ item_state_key = pytest.StashKey[ItemState]()
 def _record(context: Context, item: pytest.Item, name: str, result: EstimateResult, verdict: Verdict,
             shown: str | None, uses: tuple[Use, ...] = ()) -> Record:
     location = (item.location[0], (item.location[1] or 0) + 1)
+    if verdict.failure is Failure.BUDGET and verdict.comparison is None:
+        shown = None  # over budget with no baseline: the reports name none (the failure says where it would go)
     return report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison, shown,
                               context.detail(verdict.status), uses)
 

@@ -306,8 +306,8 @@ def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:
     name_width = max(24, width // 3) if verbose <= 0 else 200
     status = STATUS_TEXT[record.status.value]
     if record.over_budget:
-        status += " " + ", ".join(f"{use.limit.figure} {use.percent:.0f}%" if use.percent is not None
-                                  else use.limit.figure for use in record.over_budget)
+        status += " " + ", ".join(f"{use.limit.figure} {use.percent:,.0f}%" if use.percent is not None
+                                  else f"{use.limit.figure} {use.used:,} of 0" for use in record.over_budget)
     elif record.status in (Status.REGRESSED, Status.IMPROVED) and record.change and \
             not record.change.startswith("total_cycles"):
         status += f" {record.change}"  # the metric that decided, as the failure message names it

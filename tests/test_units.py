@@ -280,7 +280,7 @@ def test_a_cached_run_keeps_its_typed_rows() -> None:
               "on_chip_flash_access_cycles": 0, "off_chip_flash_access_cycles": 2.5, "macs": 10, "sram_used": 1,
               "dram_used": 0, "on_chip_flash_used": 0, "off_chip_flash_used": 3, "inference_time": 1e-6,
               "original_weights": 4, "encoded_weights": 3, "sram_traffic": 9, "dram_traffic": 0,
-              "on_chip_flash_traffic": 0, "off_chip_flash_traffic": 3}
+              "on_chip_flash_traffic": 0, "off_chip_flash_traffic": 3, "optimised_model_size": 100}
     data = {"core": "regor", "layers": [_ROW], "totals": totals, "system_config": "s", "memory_mode": "m",
             "core_clock": 5e8, "compiled_operators": ["ethos-u"], "npu_operator": "ethos-u", "rows_add_up": True,
             "cpu_reasons": [], "depth_granularity": 16, "facts": {"operators": ["CONV_2D"], "float_ops": 0,
