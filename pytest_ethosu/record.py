@@ -107,6 +107,7 @@ class Record:
     unrecorded: tuple[str, ...] = ()  # figures its baseline lacks (written before they were recorded)
     budget: tuple[Use, ...] = ()  # each budget of the check and how much of it the estimate uses
     flash_used: int | None = None  # bytes of on-chip and off-chip flash; None in a JSON report from before them
+    totals: Mapping[str, Number] = field(default_factory=dict)  # the network figures (``result.TOTAL_METRICS``)
 
     @property
     def over_budget(self) -> tuple[Use, ...]:
@@ -124,7 +125,7 @@ class Record:
         """Plain JSON types; the keys hooks added sit beside the plugin's, as hooks set them."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         data.update(status=self.status.value, drift=list(self.drift), unrecorded=list(self.unrecorded),
-                    budget=[use.to_json() for use in self.budget],
+                    budget=[use.to_json() for use in self.budget], totals=dict(self.totals),
                     regressions=[c.to_dict() for c in self.regressions],
                     advice=[f.to_dict() for f in self.advice], top_layers=[t.to_json() for t in self.top_layers],
                     detail=self.detail.to_json() if self.detail is not None else None)

@@ -78,7 +78,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
         unrecorded=comparison.unrecorded if comparison else (), budget=budget,
-        flash_used=result.on_chip_flash_used + result.off_chip_flash_used,
+        flash_used=result.on_chip_flash_used + result.off_chip_flash_used, totals=result.totals(),
         **_summarised(comparison, result.layers, result.total_cycles, budget))
 
 
@@ -102,6 +102,7 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
         detail=detail, extra=dict(entry.get("extra", {})), budget=budget,
         flash_used=(int(totals["on_chip_flash_used"]) + int(totals["off_chip_flash_used"])
                     if "on_chip_flash_used" in totals and "off_chip_flash_used" in totals else None),
+        totals=dict(totals),
         **_summarised(comparison, detail.layers, totals["total_cycles"], budget))
 
 
@@ -569,7 +570,40 @@ def markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Record]) -> st
         text += "\n**Regressions**\n\n" + "".join(
             f"- {escape.markdown(r.test)} {escape.markdown(r.name)}: {escape.markdown(r.headline)}\n"
             for r in regressed)
-    return text + "\n"
+    return text + footprint_markdown(records) + "\n"
+
+
+#: the footprint table's columns: heading -> the figures added up for it (KiB)
+FOOTPRINT_COLUMNS = {
+    "flash used": ("on_chip_flash_used", "off_chip_flash_used"),
+    "optimised model": ("optimised_model_size",),
+    "weights": ("original_weights",),
+    "encoded weights": ("encoded_weights",),
+    "SRAM traffic": ("sram_traffic",),
+    "DRAM traffic": ("dram_traffic",),
+    "flash traffic": ("on_chip_flash_traffic", "off_chip_flash_traffic"),
+}
+
+
+def footprint_markdown(records: Sequence[Record]) -> str:
+    """What each estimate takes and moves (KiB; traffic per inference), from Vela's figures; a
+    figure that a record lacks (a JSON report from before it) is left blank."""
+    rows = [r for r in records if r.totals]
+    if not rows:
+        return ""
+
+    def cell(r: Record, figures: tuple[str, ...]) -> str:
+        if not all(f in r.totals for f in figures):
+            return ""
+        return f"{sum(float(r.totals[f]) for f in figures) / 1024:,.1f}"
+
+    headers = ["test", "name", *FOOTPRINT_COLUMNS, "encoded / original"]
+    table = [[escape.markdown(r.test), escape.markdown(r.name),
+              *(cell(r, figures) for figures in FOOTPRINT_COLUMNS.values()),
+              f"{float(r.totals['encoded_weights']) / float(r.totals['original_weights']):.3f}"
+              if r.totals.get("original_weights") and "encoded_weights" in r.totals else ""] for r in rows]
+    return ("\n**Footprint** (KiB, Vela's figures; traffic is per inference)\n\n"
+            + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
 
 
 def github_annotations(records: Sequence[Record]) -> list[str]:

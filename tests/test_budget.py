@@ -254,6 +254,15 @@ def test_budgets_in_the_json_html_and_markdown_reports_and_after_a_merge(
     notes = (repo.path / "r.md").read_text()
     assert "**Over budget**\n\n- test_models.py::test_net default: over budget\\: sram\\_used 27.0 KiB of 16 " \
            "KiB \\(169%\\)\n" in notes  # escaped as Markdown
+    # the footprint table: Vela's figures in KiB (the flash column adds on-chip and off-chip)
+    totals = entry["totals"]
+    row = next(line for line in notes.splitlines() if line.startswith("| test_models.py::test_net | default |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")][2:]
+    kib = [(totals["on_chip_flash_used"] + totals["off_chip_flash_used"]) / 1024, totals["optimised_model_size"] / 1024,
+           totals["original_weights"] / 1024, totals["encoded_weights"] / 1024, totals["sram_traffic"] / 1024,
+           totals["dram_traffic"] / 1024, (totals["on_chip_flash_traffic"] + totals["off_chip_flash_traffic"]) / 1024]
+    assert cells == [f"{k:,.1f}" for k in kib] + [f"{totals['encoded_weights'] / totals['original_weights']:.3f}"]
+    assert cells[0] == "29.3" and totals["optimised_model_size"] > totals["off_chip_flash_used"]
 
     merged = repo.run(sys.executable, "-m", "pytest_ethosu", "merge", "r.json", "-o", "merged.json")
     assert merged.ret == 0, merged.stderr.str()

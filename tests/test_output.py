@@ -66,8 +66,9 @@ def test_hostile_names_reach_no_sink_raw(pytester: pytest.Pytester, monkeypatch:
     assert "conv\\x1b[2J" in out and "dw\\x1b]0;pwned\\x07" in out  # shown, escaped
     markdown = (pytester.path / "summary.md").read_text()
     assert not RAW.search(markdown) and "<script" not in markdown and "](" not in markdown
-    table = [line for line in markdown.splitlines() if line.startswith("|")]
-    assert len(table) == 3 and len({len(markdown_cells(row)) for row in table}) == 1
+    tables = [block.splitlines() for block in markdown.split("\n\n") if block.startswith("|")]
+    assert [len(table) for table in tables] == [3, 3]  # the summary and the footprint: a header, a rule, one row
+    assert all(len({len(markdown_cells(row)) for row in table}) == 1 for table in tables)
     entry = json.loads((pytester.path / "r.json").read_text())["estimates"][0]
     assert entry["name"] == CHECK and entry["layers"][0]["name"] == HOSTILE["conv1"]  # data keeps the real names
 
