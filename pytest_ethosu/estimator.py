@@ -181,9 +181,11 @@ class Estimator:
     def estimate_pytorch(self, model: Any, example_inputs: Any, calibration: Any, quantize: bool, target: Target,
                          logs: list[str] | None = None) -> EstimateResult:
         """Estimate a PyTorch module or exported program: lowered once per (program, target) by
-        ``pytorch.py``, then every delegated TOSA partition through ``estimate``."""
+        ``pytorch.py``, then every delegated TOSA partition through ``estimate``, on the system
+        the lowering targets (``pytorch.lowering_target``)."""
         from . import pytorch
 
+        target = pytorch.lowering_target(target)
         if self.lowerer is None:
             cache = self.cache
             self.lowerer = pytorch.Lowerer(self.rootdir, get=cache.get_lowered if cache else None,

@@ -350,6 +350,22 @@ def compile_spec(target: Target) -> Any:
         raise TargetError(f"ExecuTorch's Ethos-U backend refuses the target {target.describe()}: {exc}") from None
 
 
+def lowering_target(target: Target) -> Target:
+    """The target a PyTorch model is estimated on: the system config and memory mode that
+    ExecuTorch's compile spec builds for it.  Given only an accelerator (and no ``.ini``),
+    ``EthosUCompileSpec`` picks its own defaults (ethos-u65-256: Ethos_U65_High_End with
+    Dedicated_Sram_384KB), which are not Vela's (Ethos_U65_Client_Server); estimating with Vela's
+    would give another system's cycles than the one the lowered program is built for."""
+    if target.system_config is not None and target.memory_mode is not None:
+        return target
+    require()
+    flags = {key: value for key, _, value in (flag.partition("=") for flag in compile_spec(target).compiler_flags)}
+    system, memory = flags.get("--system-config"), flags.get("--memory-mode")
+    if not system or not memory:  # an ExecuTorch that no longer names them: Vela's defaults, as before
+        return target
+    return dataclasses.replace(target, system_config=system, memory_mode=memory)
+
+
 def quantize_program(program: Any, example_inputs: tuple[Any, ...], calibration: Sequence[tuple[Any, ...]],
                      spec: Any) -> Any:
     import torch

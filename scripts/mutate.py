@@ -388,6 +388,10 @@ MUTATIONS = (
              "pytest_ethosu/advisor.py", 'FLASH_AREAS = {"on-chip flash": "on_chip_flash_traffic", "off-chip flash": "off_chip_flash_traffic"}',
              'FLASH_AREAS = {"on-chip flash": "on_chip_flash_traffic", "off-chip flash": "off_chip_flash_traffic", "DRAM": "dram_traffic"}',
              ("tests/test_advisor.py",)),
+    Mutation("pytorch-vela-default-system", "a PyTorch model given only an accelerator is estimated on the system "
+             "ExecuTorch builds for", "pytest_ethosu/estimator.py",
+             "        target = pytorch.lowering_target(target)\n", "",
+             ("tests/test_pytorch.py::test_accelerator_alone_gives_what_executorch_builds",)),
 )
 
 

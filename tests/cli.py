@@ -79,16 +79,23 @@ def vela_cli(model: Path, target: Target, out: Path) -> CliRun:
         shutil.rmtree(out)
     done = subprocess.run([*vela_command(), str(model), "--verbose-performance", "--output-dir", str(out),
                            *cli_args(target)], check=True, capture_output=True, text=True)
-    lines = (out / f"{model.stem}_per-layer.csv").read_text().splitlines()
+    return read_cli_outputs(out, model.stem, done.stdout)
+
+
+def read_cli_outputs(out: Path, stem: str, stdout: str, compiled: str = "_vela.tflite") -> CliRun:
+    """What a Vela run wrote into ``out`` for a model named ``stem`` (and printed, ``stdout``),
+    read with nothing of the plugin's.  ``compiled``: the optimised model's suffix
+    (``_vela.npz`` for ``--output-format=raw``, as ExecuTorch runs Vela)."""
+    lines = (out / f"{stem}_per-layer.csv").read_text().splitlines()
     header = next(csv.reader(lines[:1]))
     rows = [line.split(",", len(header) - 1) for line in lines[1:] if line and line != lines[0]]
-    with open(next(out.glob(f"{model.stem}_summary_*.csv")), newline="") as f:
+    with open(next(out.glob(f"{stem}_summary_*.csv")), newline="") as f:
         summary = dict(zip(*list(csv.reader(f))[:2], strict=True))
-    cpu = re.search(r"^CPU operators = (\d+)", done.stdout, re.MULTILINE)
-    assert cpu is not None, done.stdout
+    cpu = re.search(r"^CPU operators = (\d+)", stdout, re.MULTILINE)
+    assert cpu is not None, stdout
     core = "legacy" if header[0] == "TFLite_operator" else "regor"
-    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), done.stdout, summary,
-                  (out / f"{model.stem}_vela.tflite").stat().st_size)
+    return CliRun(core, header, rows, summary["cycles_total"], int(cpu[1]), stdout, summary,
+                  (out / f"{stem}{compiled}").stat().st_size)
 
 
 def differences(result: EstimateResult, cli: CliRun) -> list[str]:

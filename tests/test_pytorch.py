@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -239,3 +240,121 @@ def test_seed_example_runs(tmp_path: Path) -> None:
     # made in another checkout and venv: still the same model (its identity holds no paths)
     estimates = json.loads((tmp_path / "report.json").read_text())["estimates"]
     assert [(e["status"], e["comparison"]["model_changed"]) for e in estimates] == [("ok", False)] * 2
+
+
+# A module for the comparison with ExecuTorch's own flow: seeded construction, inputs and
+# calibration, so that both flows quantise it alike; one delegated partition.
+SMALL_NET = '''
+import torch
+
+
+class SmallNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = torch.nn.Conv2d(16, 24, 1)
+        self.head = torch.nn.Linear(24 * 16 * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.pw(torch.relu(self.dw(x))))
+        return self.head(torch.flatten(x, 1))
+
+
+def network():
+    torch.manual_seed(0)
+    return SmallNet().eval()
+
+
+def example_inputs():
+    torch.manual_seed(1)
+    return (torch.randn(1, 3, 32, 32),)
+
+
+def calibration():
+    torch.manual_seed(2)
+    return [(torch.randn(1, 3, 32, 32),) for _ in range(4)]
+'''
+
+# ExecuTorch's own Arm Ethos-U flow, as its documentation builds it (EthosUCompileSpec with only
+# the accelerator, EthosUQuantizer, to_edge_transform_and_lower with EthosUPartitioner), Vela run
+# by ExecuTorch with --verbose-performance, its output kept in the intermediates directory.  In
+# a subprocess: ExecuTorch runs Vela's C++ core in its own process.
+EXECUTORCH_FLOW = '''
+import sys
+from pathlib import Path
+
+import torch
+from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
+from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
+from executorch.exir import to_edge_transform_and_lower
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+from small_net import calibration, example_inputs, network
+
+for accelerator in sys.argv[2:]:
+    module, inputs, batches = network(), example_inputs(), calibration()
+    spec = EthosUCompileSpec(accelerator, extra_flags=["--verbose-performance"])
+    spec.dump_intermediate_artifacts_to(str(Path(sys.argv[1]) / accelerator))
+    quantizer = EthosUQuantizer(spec)
+    quantizer.set_global(get_symmetric_quantization_config())
+    graph = prepare_pt2e(torch.export.export(module, inputs).module(check_guards=False), quantizer)
+    with torch.no_grad():
+        for batch in batches:
+            graph(*batch)
+    program = torch.export.export(convert_pt2e(graph), inputs)
+    print(f"=== {accelerator}", flush=True)
+    to_edge_transform_and_lower(program, partitioner=[EthosUPartitioner(spec)])
+    sys.stdout.flush()
+'''
+
+ACCELERATORS = ("ethos-u55-128", "ethos-u65-256", "ethos-u85-256")
+
+
+def test_accelerator_alone_gives_what_executorch_builds(project: pytest.Pytester, tmp_path: Path) -> None:
+    """With only ``accelerator=``, a PyTorch model is estimated on the system ExecuTorch's
+    compile spec builds for (ethos-u65-256: Ethos_U65_High_End, Dedicated_Sram_384KB; not Vela's
+    own default, Ethos_U65_Client_Server), and every figure Vela reports, network and per layer,
+    equals what Vela wrote when ExecuTorch's own flow ran it on U55, U65 and U85."""
+    from pytest_ethosu.result import EstimateResult
+    from tests.cli import differences, read_cli_outputs
+
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "small_net.py").write_text(SMALL_NET)
+    (flow / "executorch_flow.py").write_text(EXECUTORCH_FLOW)
+    theirs = subprocess.run([sys.executable, "executorch_flow.py", str(tmp_path / "out"), *ACCELERATORS],
+                            cwd=flow, capture_output=True, text=True, timeout=900)
+    assert theirs.returncode == 0, theirs.stdout[-3000:] + theirs.stderr[-3000:]
+    consoles = dict(part.split("\n", 1) for part in theirs.stdout.split("=== ")[1:])
+
+    project.makepyfile(small_net=SMALL_NET)
+    project.makepyfile(test_flow=f'''
+        import json
+        import pytest
+        from small_net import calibration, example_inputs, network
+
+        @pytest.mark.parametrize("accelerator", {list(ACCELERATORS)!r})
+        def test_estimate(ethosu_perf, accelerator):
+            result = ethosu_perf.estimate(network(), example_inputs(), calibration=calibration(),
+                                          accelerator=accelerator)
+            with open(f"{{accelerator}}.json", "w") as f:
+                json.dump(result.to_dict(), f)
+    ''')
+    project.runpytest("-p", "no:xdist", "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    systems = {}
+    for accelerator in ACCELERATORS:
+        ours = EstimateResult.from_dict(json.loads((project.path / f"{accelerator}.json").read_text()))
+        vela = read_cli_outputs(tmp_path / "out" / accelerator / "output", "out", consoles[accelerator],
+                                compiled="_vela.npz")
+        assert ours.target["partitions"] == 1 and len(ours.layers) > 4
+        # two differences by design: ExecuTorch has Vela write its raw format (--output-format=raw),
+        # not a .tflite, so the optimised model's size differs; the plugin renumbers the "#N"
+        # names Vela generates within the model (they count what the process compiled before)
+        by_design = re.compile(r"optimised_model_size |layer \d+ Name: '#\d+' vs '#\d+'$")
+        assert [d for d in differences(ours, vela) if not by_design.match(d)] == [], accelerator
+        systems[accelerator] = (ours.target["system_config"], ours.target["memory_mode"])
+    assert systems == {"ethos-u55-128": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+                       "ethos-u65-256": ("Ethos_U65_High_End", "Dedicated_Sram_384KB"),
+                       "ethos-u85-256": ("Ethos_U85_SYS_DRAM_Mid", "Sram_Only")}
