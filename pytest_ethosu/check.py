@@ -72,8 +72,8 @@ item_state_key = pytest.StashKey[ItemState]()
 
 
 def _record(context: Context, item: pytest.Item, name: str, result: EstimateResult, verdict: Verdict,
-            shown: str | None, uses: tuple[Use, ...] = ()) -> Record:
-    location = (item.location[0], (item.location[1] or 0) + 1)
+            shown: str | None, uses: tuple[Use, ...] = (), line: int | None = None) -> Record:
+    location = (item.location[0], line or (item.location[1] or 0) + 1)
     if verdict.failure is Failure.BUDGET and verdict.comparison is None:
         shown = None  # over budget with no baseline: the reports name none (the failure says where it would go)
     return report.make_record(item.nodeid, location, name, result, verdict.status, verdict.comparison, shown,
@@ -87,7 +87,7 @@ def unchecked(context: Context, item: pytest.Item, state: ItemState, result: Est
 
 
 def run(context: Context, item: pytest.Item, state: ItemState, name: str, result: EstimateResult,
-        tolerances: Tolerances, limits: tuple[Limit, ...] = ()) -> Pending:
+        tolerances: Tolerances, limits: tuple[Limit, ...] = (), line: int | None = None) -> Pending:
     """Compare ``result`` with the baseline of (test, ``name``) and its budgets (``limits``) and
     keep the outcome on the item.  A broken baseline raises ``BaselineError`` here, and is kept."""
     nodeid, root = item.nodeid, context.root
@@ -108,8 +108,8 @@ def run(context: Context, item: pytest.Item, state: ItemState, name: str, result
     uses = budget.check(result, limits)
     verdict = decide(stored, document, tolerances, update=context.update, strict=context.strict,
                      drift_policy=context.drift_policy, over_budget=bool(budget.over(uses)))
-    pending = Pending(name, path, document, _record(context, item, name, result, verdict, shown, uses), verdict,
-                      result, legacy, shown, uses)
+    pending = Pending(name, path, document, _record(context, item, name, result, verdict, shown, uses, line),
+                      verdict, result, legacy, shown, uses)
     state.pending.append(pending)
     return pending
 

@@ -128,8 +128,12 @@ def load_model(model: ModelArg, rootdir: Path, scratch: Path) -> Model:
     path = given if given.is_absolute() else rootdir / given
     display = shown_path(path, rootdir)
     if not os.path.lexists(path):
+        slashes = ""
+        if "\\" in os.fspath(model) and os.sep == "/":
+            slashes = (f" The path holds backslashes, which are part of a file name here, not separators: "
+                       f"write {os.fspath(model).replace(chr(92), '/')!r} (or use pathlib).")
         raise ModelError(f"{display}: no such model file (looked at {path}). Relative model "
-                         f"paths are resolved from pytest's rootdir, {rootdir}.")
+                         f"paths are resolved from pytest's rootdir, {rootdir}.{slashes}")
     data, kind = _read_file(path, display)
     return Model(path=path, display=display, sha256=hashlib.sha256(data).hexdigest(), kind=kind, data=data)
 

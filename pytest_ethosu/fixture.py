@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,18 @@ def _pytorch_arguments(model: Any, example_inputs: Any, calibration: Any, quanti
             return None  # the estimator says what a model can be
         pytorch_flow.require()  # a PyTorch model without PyTorch installed: name the extra
     return example_inputs, calibration, quantize
+
+
+def _call_line(item: pytest.Item) -> int | None:
+    """The line of the test's file that called the check, innermost first (the test itself, or
+    a helper in that file); None when the call came from elsewhere (a conftest's helper)."""
+    path = str(getattr(item, "path", ""))
+    frame = sys._getframe(2)  # the caller of EthosuPerf.__call__
+    while frame is not None:
+        if frame.f_code.co_filename == path:
+            return frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 class EthosuPerf:
@@ -179,7 +192,7 @@ class EthosuPerf:
         result = self._estimate(model, resolved, pytorch, check=True)
         context = session.context
         message = check.failure(context, nodeid, check.run(context, self._item, self._state, name, result, tol,
-                                                           limits))
+                                                           limits, line=_call_line(self._item)))
         if message is not None:
             raise CheckFailed(message)
         return result

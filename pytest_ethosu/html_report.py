@@ -293,10 +293,20 @@ def _view(shown: Shown) -> dict[str, Any]:
     }
 
 
+CPU_FALLBACK_RANK = 1.5  # after failures and missing baselines, before changes: work the NPU does not do
+
+
+def _rank(record: Record) -> float:
+    rank = float(STATUS_RANK.get(record.status.value, 9))
+    return min(rank, CPU_FALLBACK_RANK) if record.cpu_ops else rank
+
+
 def ordered(records: Sequence[Record]) -> list[Shown]:
-    """The estimates, regressions first, each with a page id; their (test, name) order within."""
+    """The estimates, regressions and budget failures first, then missing baselines, then
+    estimates with operators on the CPU (never shown as plainly "ok"), each with a page id;
+    their (test, name) order within."""
     shown = [Shown(f"e{i}", record, _detail(record)) for i, record in enumerate(records)]
-    return sorted(shown, key=lambda m: STATUS_RANK.get(m.record.status.value, 9))
+    return sorted(shown, key=lambda m: _rank(m.record))
 
 
 def render(document: Mapping[str, Any]) -> str:
@@ -313,7 +323,7 @@ def render_records(estimates: Sequence[Record], vela_version: str | None) -> str
     counts: dict[str, int] = defaultdict(int)
     for m in shown:
         counts[STATUS_TEXT.get(m.record.status.value, m.record.status.value)] += 1
-    open_ids = {v["id"] for v in views if v["status"] in ("regressed", "over_budget", "missing")}
+    open_ids = {v["id"] for v in views if v["status"] in ("regressed", "over_budget", "missing") or v["cpu_ops"]}
     if len(views) <= OPEN_ALL_UP_TO:
         open_ids = {v["id"] for v in views}
     elif not open_ids and views:

@@ -493,7 +493,9 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
                      "records the rest")
     missing = [r.test for r in records if r.status is Status.MISSING]
     if missing:
-        lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}")
+        lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}"
+                     " (counted up to each test's first failing check, where the test stopped; the command "
+                     "creates the later ones too)")
     if records and summary.counts is None:  # a merged report: how many times Vela ran is not recorded
         lines.append(f"ethosu: {len(records)} estimate(s)")
     elif records:

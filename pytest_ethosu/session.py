@@ -67,6 +67,7 @@ class EthosuSession:
         self.deleted: list[Path] = []
         self.interrupted = False
         self.output_errors: list[str] = []
+        self.reports_written: list[tuple[str, Path]] = []  # (what, where), named at the summary's end
         settings = self.settings
         self.context = Context(settings.baseline_root, self.rootdir, settings.update, settings.strict,
                                settings.drift_policy, config.get_verbosity(), self.relative, self.update_command,
@@ -291,14 +292,14 @@ class EthosuSession:
         settings = self.settings
         document = report.json_report(records, vela_version())
         if settings.json_path is not None:  # even when empty: a CI shard that ran nothing still merges
-            self._write(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+            self._write(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", what="JSON report")
         if not records:
             return
         if settings.html_path is not None:
             from .html_report import HtmlReportError, render_records
 
             try:
-                self._write(settings.html_path, render_records(records, vela_version()))
+                self._write(settings.html_path, render_records(records, vela_version()), what="HTML report")
             except HtmlReportError as exc:
                 self.output_errors.append(f"could not write {settings.html_path}: {exc}")
         if settings.markdown_path is not None:
@@ -307,7 +308,7 @@ class EthosuSession:
             rows = self.summary_rows(records, width=10_000, verbose=1)
             charts = markdown_charts(records)
             self._write(settings.markdown_path, report.markdown(rows, records) + (charts + "\n" if charts else ""),
-                        append=True)
+                        append=True, what="Markdown summary")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -341,6 +342,8 @@ class EthosuSession:
             tr.write_sep("=", "ethosu performance summary")
             for line in lines:
                 tr.write_line(line)
+        for what, path in self.reports_written:  # as pytest names its --junitxml file
+            tr.write_sep("-", f"generated ethosu {what}: {escape.terminal(str(path))}")
 
     # -- after each test -------------------------------------------------------------------------
 
@@ -442,8 +445,9 @@ class EthosuSession:
         return report.summary_rows(records, width, verbose, self.config.hook.pytest_ethosu_summary_row, self.config,
                                    self.output_errors)
 
-    def _write(self, path: Path, text: str, append: bool = False) -> None:
-        """Write a session-level output file; a failure is reported in the summary, never raised."""
+    def _write(self, path: Path, text: str, what: str, append: bool = False) -> None:
+        """Write a session-level output file; a failure is reported in the summary, never raised,
+        and a report written is named at the summary's end."""
         try:
             if append:
                 append_text(path, text)
@@ -451,3 +455,5 @@ class EthosuSession:
                 write_atomic(path, text)
         except OSError as exc:
             self.output_errors.append(f"could not write {path}: {exc.strerror or exc}")
+        else:
+            self.reports_written.append((what, path))

@@ -392,6 +392,12 @@ MUTATIONS = (
              "ExecuTorch builds for", "pytest_ethosu/estimator.py",
              "        target = pytorch.lowering_target(target)\n", "",
              ("tests/test_pytorch.py::test_accelerator_alone_gives_what_executorch_builds",)),
+    Mutation("reports-not-named", "the terminal names each report it wrote", "pytest_ethosu/session.py",
+             '            tr.write_sep("-", f"generated ethosu {what}: {escape.terminal(str(path))}")',
+             "            pass", ("tests/test_budget.py::test_budgets_in_the_json_html_and_markdown_reports_and_after_a_merge",)),
+    Mutation("annotation-at-decorator", "a GitHub annotation points at the failing call's line",
+             "pytest_ethosu/fixture.py", "limits, line=_call_line(self._item)))", "limits, line=None))",
+             ("tests/test_reports.py::test_json_of_a_regression_and_github_annotation",)),
 )
 
 

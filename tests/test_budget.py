@@ -234,6 +234,10 @@ def test_budgets_in_the_json_html_and_markdown_reports_and_after_a_merge(
     result = repo.runpytest("--ethosu-budget=sram_used=16KiB,off_chip_flash_used=1MiB", "--ethosu-json=r.json",
                             "--ethosu-html=r.html", "--ethosu-markdown=r.md", *mode)
     result.assert_outcomes(failed=1)
+    # each report is named at the end, as pytest names its --junitxml file
+    result.stdout.fnmatch_lines([f"-* generated ethosu JSON report: {repo.path / 'r.json'} -*",
+                                 f"-* generated ethosu HTML report: {repo.path / 'r.html'} -*",
+                                 f"-* generated ethosu Markdown summary: {repo.path / 'r.md'} -*"])
     document = json.loads((repo.path / "r.json").read_text())
     (entry,) = document["estimates"]
     assert entry["status"] == "over_budget"

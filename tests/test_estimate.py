@@ -65,6 +65,16 @@ def test_bad_files_name_the_file(estimator: Estimator, tmp_path: Path, content: 
     assert "bad.tflite" in str(info.value)
 
 
+def test_a_windows_style_path_gets_a_hint(estimator: Estimator) -> None:
+    with pytest.raises(ModelError) as info:
+        estimator.estimate("models\\kws.tflite", target(estimator.rootdir))
+    assert str(info.value).endswith("The path holds backslashes, which are part of a file name here, not separators: "
+                                    "write 'models/kws.tflite' (or use pathlib).")
+    with pytest.raises(ModelError) as plain:
+        estimator.estimate("models/kws.tflite", target(estimator.rootdir))
+    assert "backslashes" not in str(plain.value)
+
+
 def test_directory_and_truncated(estimator: Estimator, model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a directory"):
         estimator.estimate(tmp_path, target(estimator.rootdir))

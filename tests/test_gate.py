@@ -395,3 +395,22 @@ def test_dist_each_shows_each_estimate_once_and_refuses_to_update(repo: pytest.P
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--ethosu-update under --dist each: every worker runs every test*"])
     assert snapshot(repo.path / "baselines") == before
+
+
+def test_missing_baselines_are_counted_up_to_the_first_failing_check(make_repo: Callable[[str], pytest.Pytester]
+                                                                     ) -> None:
+    """A test stops at its first check that fails: the summary says that later checks are not
+    counted, and the command it gives creates them too."""
+    repo = make_repo("""
+def test_two(ethosu_perf):
+    ethosu_perf("models/base.tflite", accelerator="ethos-u55-128", name="first")
+    ethosu_perf("models/base.tflite", accelerator="ethos-u65-256", name="second")
+""")
+    result = repo.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["1 estimate(s) have no baseline: create them with pytest --ethosu-update "
+                                 "test_models.py::test_two (counted up to each test's first failing check, where the "
+                                 "test stopped; the command creates the later ones too)"])
+    created = repo.runpytest("-p", "no:xdist", "--ethosu-update", "test_models.py::test_two")
+    created.assert_outcomes(passed=1)
+    created.stdout.fnmatch_lines(["*ethosu baselines: 2 created, 0 updated, 0 unchanged, 0 deleted"])

@@ -168,6 +168,21 @@ def test_regression_comes_first_with_its_layer(sessions: dict[str, Path]) -> Non
     assert moved and 'data-layer="{}"'.format(moved[0]["layer"]) in page
 
 
+def test_cpu_fallback_is_never_plain_ok(sessions: dict[str, Path]) -> None:
+    """The estimate with an operator on the CPU comes right after the regression (before the
+    estimates without), with a badge saying how many of its operators the CPU runs."""
+    document = load(sessions["all"])
+    entries = html_report.ordered(html_report.records(document))
+    ranks = [("regressed" if e.record.status.value == "regressed" else "cpu" if e.record.cpu_ops else "rest")
+             for e in entries]
+    assert ranks == sorted(ranks, key=["regressed", "cpu", "rest"].index) and ranks.count("cpu") == 1
+    cpu = next(e for e in entries if e.record.cpu_ops)
+    page = html_report.render(document)
+    card = page[page.index(f'id="{cpu.id}"'):page.index(f'id="{cpu.id}"') + 900]
+    assert f'<span class="badge st-CPU">1 of {1 + cpu.record.npu_ops} operators on the CPU</span>' in card
+    assert page.count('<span class="badge st-CPU">1 on CPU</span>') == 1  # its overview row
+
+
 def test_side_by_side_groups(sessions: dict[str, Path]) -> None:
     document = load(sessions["all"])
     groups = html_report.groups(html_report.ordered(html_report.records(document)))

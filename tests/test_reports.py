@@ -66,7 +66,7 @@ def test_json_of_a_regression_and_github_annotation(eight: pytest.Pytester,
     result = eight.runpytest("-p", "no:xdist", "-k", "base and u55", "--ethosu-json=out/r.json",
                              "--ethosu-markdown=summary.md")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["::error file=test_m.py,line=3,title=Ethos-U regression%3A models/base.tflite "
+    result.stdout.fnmatch_lines(["::error file=test_m.py,line=6,title=Ethos-U regression%3A models/base.tflite "
                                  "on ethos-u55-128::test_m.py::test_m*network total_cycles +*"])
     entry = json.loads((eight.path / "out" / "r.json").read_text())["estimates"][0]
     assert entry["status"] == "regressed"

@@ -311,6 +311,21 @@ def test_vela_args_that_contradict_the_plugin_are_refused(args: list[str], owned
     check_vela_args(["--optimise", "Size", "--arena-cache-size=1024"])  # Vela's own options pass
 
 
+@pytest.mark.parametrize("args", [["--optimise", "Speed"], ["--optimise=speed"], ["--optim", "Perf"],
+                                  ["--tensor-allocator=Linear"]])
+def test_a_value_vela_looks_up_by_name_is_checked(args: list[str]) -> None:
+    """Vela reads --optimise and --tensor-allocator with an enum lookup: a wrong name is a bare
+    KeyError inside Vela, so the plugin names the valid ones first."""
+    from pytest_ethosu.errors import TargetError
+    from pytest_ethosu.vela import check_vela_args
+
+    with pytest.raises(TargetError, match=r"^Vela's --(optimise takes Size or Performance|tensor-allocator takes "
+                                          r"LinearAlloc or Greedy or HillClimb) \(the names are case sensitive\), "
+                                          r"not '\w+'$"):
+        check_vela_args(args)
+    check_vela_args(["--optimise", "Performance", "--tensor-allocator=HillClimb", "--optimise=Size"])
+
+
 def test_drift_note_names_the_versions_and_how_far_total_cycles_moved() -> None:
     result = verdict(document(cycles=125_094, vela="5.1.0"), document(cycles=125_147))
     assert result.comparison is not None

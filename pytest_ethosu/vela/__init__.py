@@ -244,12 +244,18 @@ OWNED_OPTIONS = {
 }
 
 
+#: Options whose value Vela looks up in an enum by name, so that a wrong one ends in a bare
+#: ``KeyError: 'Speed'`` rather than argparse's message: their names, as every release 4.0.0 to
+#: 5.2.0 spells them.
+NAMED_VALUES = {"--optimise": ("Size", "Performance"), "--tensor-allocator": ("LinearAlloc", "Greedy", "HillClimb")}
+
+
 def check_vela_args(args: Sequence[str], accelerator: str | None = None) -> None:
     """Refuse Vela options that conflict with the plugin's own settings, that this Vela
     release does not have (naming the release that added them), or that make Vela exit
     without compiling; abbreviations are read as Vela's parser reads them."""
     version = vela_version()
-    for arg in args:
+    for position, arg in enumerate(args):
         flag = arg.split("=", 1)[0]
         if flag in ("-h", "-V"):  # Vela's short forms of --help and --version
             raise TargetError(f"the Vela option {flag} cannot be passed in vela_args: it makes Vela print "
@@ -278,6 +284,11 @@ def check_vela_args(args: Sequence[str], accelerator: str | None = None) -> None
         if option in PRINT_AND_EXIT:
             raise TargetError(f"{option} makes Vela print information and exit without compiling: "
                               "run the vela command directly.")
+        if option in NAMED_VALUES:
+            value = arg.split("=", 1)[1] if "=" in arg else (args[position + 1] if position + 1 < len(args) else None)
+            if value is not None and value not in NAMED_VALUES[option]:
+                raise TargetError(f"Vela's {option} takes {' or '.join(NAMED_VALUES[option])} (the names are case "
+                                  f"sensitive), not {value!r}")
 
 
 def check_config_settings(config_names: Sequence[str], system_config: str | None,
