@@ -39,6 +39,21 @@ def shorten(text: str, width: int) -> str:
     return "…" + text[len(text) - (width - 1):]
 
 
+def shorten_test(text: str, width: int) -> str:
+    """Cut a long test id in the middle of its function name, keeping the name's start and end
+    and every parameter (``test_ever…ry_target[ethos-u55-128]``); a test whose parameters alone
+    do not fit is cut from the front as ``shorten`` does."""
+    if len(text) <= width:
+        return text
+    cut = text.find("[")
+    head, tail = (text, "") if cut < 0 else (text[:cut], text[cut:])
+    room = width - len(tail) - 1
+    if room < 8:
+        return shorten(text, width)
+    front = (room + 1) // 2
+    return head[:front] + "…" + head[len(head) - (room - front):] + tail
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -316,7 +331,7 @@ def summary_row(record: Record, width: int, verbose: int) -> dict[str, Any]:
         status += f" {record.delta_percent:+.1f}%"
     test = record.label.split("::", 1)[-1]
     return {
-        "test": shorten(test, name_width),
+        "test": shorten_test(test, name_width),
         "model": shorten(record.model.rsplit("/", 1)[-1], 28 if verbose <= 0 else 200),
         "accelerator": record.accelerator,
         "cycles": f"{record.total_cycles:,.0f}",

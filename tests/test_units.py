@@ -290,3 +290,16 @@ def test_a_cached_run_keeps_its_typed_rows() -> None:
     assert VelaRun.from_json(json.loads(json.dumps(run.to_json()))) == run and run.to_json() == data
     with pytest.raises(InvalidRun, match="layer 0 placement"):
         VelaRun.from_json({**data, "layers": [{**_ROW, "placement": "DSP"}]})
+
+
+@pytest.mark.parametrize(("text", "width", "shown"), [
+    ("test_every_target[ethos-u55-128]", 26, "test_…arget[ethos-u55-128]"),
+    ("test_channel_experiment [90ch]", 26, "test_chann…periment [90ch]"),
+    ("test_short[a]", 26, "test_short[a]"),
+    ("test_x[" + "p" * 40 + "]", 26, "…" + "p" * 24 + "]"),  # the parameters alone do not fit
+    ("TestKws::test_a_rather_long_name", 24, "TestKws::tes…r_long_name"),
+])
+def test_summary_test_ids_keep_the_function_name_and_parameters(text: str, width: int, shown: str) -> None:
+    from pytest_ethosu.report import shorten_test
+
+    assert shorten_test(text, width) == shown and len(shown) <= width
