@@ -194,7 +194,7 @@ class Estimator:
             cache = self.cache
             self.lowerer = pytorch.Lowerer(self.rootdir, get=cache.get_lowered if cache else None,
                                            put=cache.put_lowered if cache else None)
-        lowered = self.lowerer.prepare(model, example_inputs, calibration, quantize, target)
+        lowered = self.lowerer.prepare(model, example_inputs, calibration, quantize, target, logs)
         count = len(lowered.partitions)
         results = [self.estimate(p.tosa, target, logs, display=f"{lowered.display} (TOSA partition {i + 1} of {count})")
                    for i, p in enumerate(lowered.partitions)]

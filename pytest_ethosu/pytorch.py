@@ -32,18 +32,21 @@ TOSA tensor its (fused) operator writes, which is the event's TOSA name.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,13 +147,68 @@ def is_pytorch_model(model: Any) -> bool:
     return isinstance(model, (torch.nn.Module, torch.export.ExportedProgram))
 
 
+#: the loggers of the PyTorch stack: what they say while the plugin imports, quantises and lowers
+#: is kept with the test's Vela console (shown when the test fails), as Vela's output is
+STACK_LOGGERS = ("torch", "torchao", "executorch")
+
+
+@contextlib.contextmanager
+def captured(into: list[str] | None, title: str) -> Iterator[None]:
+    """Keep the PyTorch stack's log records (INFO and above) and the warnings raised in the block
+    out of the terminal and pytest's warnings summary; append them to ``into`` under ``title``
+    (nothing when there were none; dropped when ``into`` is None)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage().strip()
+            if text:
+                lines.append(f"{record.levelname} {record.name}: {text}")
+
+    def from_the_stack(record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] in STACK_LOGGERS
+
+    def not_from_the_stack(record: logging.LogRecord) -> bool:
+        return not from_the_stack(record)
+
+    # the stack's records go to ``Keep``, neither to the root's other handlers (pytest's log
+    # capture) nor to the handlers the stack gave its own loggers (torch writes to stderr); the
+    # loggers' propagation is left as the stack configures it, since importing torch in the
+    # block changes it
+    root = logging.getLogger()
+    stack = [logging.getLogger(name) for name in STACK_LOGGERS]
+    handler = Keep(logging.INFO)
+    handler.addFilter(from_the_stack)
+    others = [*root.handlers, *(h for logger in stack for h in logger.handlers)]
+    for other in others:
+        other.addFilter(not_from_the_stack)
+    for logger in (root, *stack):
+        logger.addHandler(handler)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # also when the block fails: what the stack said belongs with the failure
+        for logger in (root, *stack):
+            logger.removeHandler(handler)
+        for other in others:
+            other.removeFilter(not_from_the_stack)
+        lines += [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+        if into is not None and lines:
+            into.append(f"--- {title} ---\n" + "\n".join(dict.fromkeys(lines)))
+
+
 def require() -> None:
     """Import the PyTorch stack, or fail naming the extra that installs it."""
     try:
-        import executorch.backends.arm.ethosu
-        import executorch.backends.arm.quantizer  # noqa: F401
-        import torch  # noqa: F401
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        with captured(None, "importing torch"):
+            import torch  # first: the handlers it gives its loggers are then silenced for the rest
+        with captured(None, "importing the PyTorch stack"):
+            import executorch.backends.arm.ethosu
+            import executorch.backends.arm.quantizer  # noqa: F401
+            import torch  # noqa: F401
+            import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except ImportError as exc:
         raise ModelError(f"estimating a PyTorch model needs ExecuTorch's Arm backend, which is not installed "
                          f"({exc}). Install it with: {EXTRA}  (pins {PINS})") from None
@@ -567,9 +625,12 @@ class Lowerer:
     memo: dict[str, Lowered] = field(default_factory=dict)
 
     def prepare(self, model: Any, example_inputs: Any, calibration: Iterable[Any] | None, quantize: bool,
-                target: Target) -> Lowered:
+                target: Target, logs: list[str] | None = None) -> Lowered:
+        """The lowered program; what the PyTorch stack logs and warns meanwhile goes to ``logs``
+        (``captured``)."""
         require()
-        program, inputs, display = load_program(model, example_inputs, self.rootdir)
+        with captured(logs, "torch.export"):
+            program, inputs, display = load_program(model, example_inputs, self.rootdir)
         batches = _calibration(calibration, inputs)
         spec = compile_spec(target)
         identity, program_key = program_digests(program)
@@ -588,13 +649,15 @@ class Lowerer:
                 return found
         started = time.perf_counter()
         try:
-            quantised = quantize_program(program, inputs, batches, spec) if quantize else program
+            with captured(logs, f"ExecuTorch quantising {display}"):
+                quantised = quantize_program(program, inputs, batches, spec) if quantize else program
         except (ModelError, ArgumentError):
             raise
         except Exception as exc:
             raise ModelError(f"{display}: quantisation with EthosUQuantizer failed ({type(exc).__name__}: {exc}). "
                              "Pass quantize=False for a program that is already quantised.") from None
-        lowered = lower(quantised, spec, self.rootdir, display, key, identity, _root_class(program))
+        with captured(logs, f"ExecuTorch lowering {display} to TOSA"):
+            lowered = lower(quantised, spec, self.rootdir, display, key, identity, _root_class(program))
         lowered = dataclasses.replace(lowered, seconds=time.perf_counter() - started)
         self.runs += 1
         self.seconds += lowered.seconds

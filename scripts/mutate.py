@@ -398,6 +398,14 @@ MUTATIONS = (
     Mutation("annotation-at-decorator", "a GitHub annotation points at the failing call's line",
              "pytest_ethosu/fixture.py", "limits, line=_call_line(self._item)))", "limits, line=None))",
              ("tests/test_reports.py::test_json_of_a_regression_and_github_annotation",)),
+    Mutation("lowering-logs-reach-pytest", "what the PyTorch stack logs while lowering stays out of the terminal",
+             "pytest_ethosu/pytorch.py", "    for other in others:\n        other.addFilter(not_from_the_stack)\n",
+             "    for other in ():\n        other.addFilter(not_from_the_stack)\n",
+             ("tests/test_pytorch.py::test_a_first_run_prints_only_the_plugins_lines",)),
+    Mutation("lowering-warnings-reach-pytest", "warnings raised while lowering stay out of pytest's warnings summary",
+             "pytest_ethosu/pytorch.py", "        with warnings.catch_warnings(record=True) as caught:\n",
+             "        with contextlib.nullcontext([]) as caught:\n",
+             ("tests/test_pytorch.py::test_a_first_run_prints_only_the_plugins_lines",)),
 )
 
 

@@ -105,7 +105,8 @@ def terminal_summary(output: str) -> list[str]:
     """The lines of a session's "ethosu performance summary" section."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "ethosu performance summary" in line) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("====")), len(lines))
+    end = next((i for i in range(start, len(lines))
+                if lines[i].startswith("====") or " generated ethosu " in lines[i]), len(lines))
     return lines[start:end]
 
 

@@ -358,3 +358,36 @@ def test_accelerator_alone_gives_what_executorch_builds(project: pytest.Pytester
     assert systems == {"ethos-u55-128": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
                        "ethos-u65-256": ("Ethos_U65_High_End", "Dedicated_Sram_384KB"),
                        "ethos-u85-256": ("Ethos_U85_SYS_DRAM_Mid", "Sram_Only")}
+
+
+def test_a_first_run_prints_only_the_plugins_lines(project: pytest.Pytester) -> None:
+    """A new PyTorch repository's first run (a fresh process, so the stack is imported inside
+    the session): what torch, torchao and ExecuTorch log and warn while the plugin imports,
+    quantises and lowers stays out of the terminal and pytest's warnings summary; when the test
+    fails for another reason, it is shown with Vela's console."""
+    project.makepyfile(small_net=SMALL_NET)
+    project.makeini("[pytest]\npythonpath = .\n")
+    project.makepyfile(test_small='''
+        from small_net import calibration, example_inputs, network
+
+        def test_small(ethosu_perf):
+            ethosu_perf(network(), example_inputs(), calibration=calibration(), accelerator="ethos-u55-128")
+
+        def test_broken(ethosu_perf):
+            import warnings
+            import torch
+            class Loud(torch.nn.Module):
+                def forward(self, x):
+                    warnings.warn("a warning from the user's module while it is exported")
+                    return torch.relu(x)
+            ethosu_perf.estimate(Loud().eval(), (torch.randn(1, 4),), accelerator="ethos-u55-128")
+            assert False, "after the estimate"
+    ''')
+    result = project.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "Captured log" not in out and "warnings summary" not in out and "DEBUG" not in out, out
+    assert "torch/utils/_pytree.py" not in out and "Captured stderr" not in out, out
+    # the other failure shows what the lowering said, with Vela's console
+    section = out[out.index("Captured Vela output"):]
+    assert "--- torch.export ---\nUserWarning: a warning from the user's module while it is exported" in section
