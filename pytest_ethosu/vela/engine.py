@@ -220,7 +220,9 @@ def read_per_layer_csv(path: Path, names: frozenset[str] = frozenset()) -> tuple
         if row["placement"] not in PLACEMENTS:
             raise AdapterError(f"Vela {vela_version()} placed a layer on {row['placement'][:40]!r}; this plugin "
                                f"knows {' and '.join(PLACEMENTS)}: {','.join(fields)[:200]!r}")
-        if row["op"] == "N/A" and row["npu_op"]:
+        if row["op"] == "N/A" and row["npu_op"] and core == "regor" and version_tuple() < (4, 3):
+            # regor 4.0-4.2 writes N/A for every operator: its NNG operator stands in (a later
+            # release's N/A is a row Vela inserted, such as a mask, and is kept as Vela wrote it)
             row["op"] = row["npu_op"].removesuffix("Bias")
         rows.append(row)
     return core, normalise_generated_names(rows, names)
