@@ -30,6 +30,7 @@ from .compare import REGRESSIONS, Change, worst_first
 from .gate import Status
 from .record import Detail, Record
 from .report import STATUS_TEXT, record_from_entry
+from .result import Finding
 
 if TYPE_CHECKING:
     import jinja2
@@ -285,6 +286,7 @@ def _view(shown: Shown) -> dict[str, Any]:
         "regressions": regressions(record), "layer_changes": changes[:20],
         "more_changes": max(0, len(changes) - 20),
         "findings": [f.to_dict() for f in record.advice],
+        "finding_groups": finding_groups(record.advice),
         "budget": [{"text": use.headroom(), "over": use.over, "layers": list(use.layers)} for use in record.budget],
         # footprint: absent from a JSON report written before these figures were recorded
         "footprint": [(label, totals[key] / 1024) for key, label in FOOTPRINT if key in totals],
@@ -299,6 +301,17 @@ CPU_FALLBACK_RANK = 1.5  # after failures and missing baselines, before changes:
 def _rank(record: Record) -> float:
     rank = float(STATUS_RANK.get(record.status.value, 9))
     return min(rank, CPU_FALLBACK_RANK) if record.cpu_ops else rank
+
+
+def finding_groups(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """The advisor's findings with one suggestion each: those of one kind that suggest the same
+    thing (17 memory-bound layers of an LSTM) are one item listing each layer's evidence, as the
+    terminal groups them."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.kind, finding.suggestion), []).append(finding)
+    return [{"kind": kind, "suggestion": suggestion, "members": [f.to_dict() for f in items]}
+            for (kind, suggestion), items in groups.items()]
 
 
 def ordered(records: Sequence[Record]) -> list[Shown]:

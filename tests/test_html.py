@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import pytest
 
 from pytest_ethosu import html_report, merge
@@ -418,3 +419,21 @@ def test_example_page_in_a_browser(example_report: Path, tmp_path: Path) -> None
     assert f"e0-l{third['index']}" in seen["findingRows"]
     if os.environ.get("ETHOSU_SCREENSHOT"):  # refresh the README's picture: ETHOSU_SCREENSHOT=docs/html-report.png
         shutil.copy(screenshot, REPO / os.environ["ETHOSU_SCREENSHOT"])
+
+
+def test_findings_that_suggest_the_same_are_one_item(sessions: dict[str, Path]) -> None:
+    """As the terminal groups them: one item per kind and suggestion, each layer's evidence in it."""
+    document = load(sessions["all"])
+    records = html_report.records(document)
+    for record in records:
+        groups = html_report.finding_groups(record.advice)
+        assert len(groups) == len({(f.kind, f.suggestion) for f in record.advice})
+        assert [f for g in groups for f in g["members"]] == sorted(
+            (f.to_dict() for f in record.advice), key=lambda f: [(g["kind"], g["suggestion"]) for g in groups].index(
+                (f["kind"], f["suggestion"])))
+    shared = [(r, g) for r in records for g in html_report.finding_groups(r.advice) if len(g["members"]) > 1]
+    assert shared, "the sessions' models have no two findings that suggest the same"
+    page = html_report.render(document)
+    record, group = shared[0]
+    assert f"<b>{group['kind'].replace('_', ' ')}</b> ({len(group['members'])}):" in page
+    assert all(str(markupsafe.escape(f["evidence"])) in page for f in group["members"])  # as the page escapes it
