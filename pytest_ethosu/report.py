@@ -9,6 +9,7 @@ escaping of its sink (``escape.py``): the terminal, GitHub annotations or Markdo
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,26 @@ FAILURE_ROWS = 10
 TOP_LAYERS = 5
 
 
+_PYTORCH_LABEL = re.compile(r"(?P<module>\S+) \((?P<source>[^()]+:\d+)\) (?P<name>.+)")
+
+
 def shorten(text: str, width: int) -> str:
     """Cut a long name from the front, keeping its distinctive tail: layer names are paths
     that share their beginnings (``MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6``) and
-    test ids end in their parameters."""
+    test ids end in their parameters.  A PyTorch layer's label (``blocks.2.pw (kws.py:17)
+    tosa_rescale_default_6``) keeps its module path and source line: Vela's name for the row
+    goes first, then the module path is cut in the middle."""
     if len(text) <= width or width < 5:
         return text
+    label = _PYTORCH_LABEL.fullmatch(text)
+    if label is not None:
+        kept = f"{label['module']} ({label['source']})"
+        if len(kept) + 2 <= width:
+            return kept + " " + "…"
+        module, room = label["module"], width - len(label["source"]) - 4  # " (", ")" and "…"
+        if room >= 6:
+            front = (room + 1) // 2
+            return f"{module[:front]}…{module[len(module) - (room - front):]} ({label['source']})"
     return "…" + text[len(text) - (width - 1):]
 
 

@@ -303,3 +303,16 @@ def test_summary_test_ids_keep_the_function_name_and_parameters(text: str, width
     from pytest_ethosu.report import shorten_test
 
     assert shorten_test(text, width) == shown and len(shown) <= width
+
+
+@pytest.mark.parametrize(("text", "width", "shown"), [
+    ("blocks.2.pw (kws_net.py:17) tosa_rescale_default_6", 30, "blocks.2.pw (kws_net.py:17) …"),
+    ("blocks.2.pw (kws_net.py:17) tosa_rescale_default_6", 60, "blocks.2.pw (kws_net.py:17) tosa_rescale_default_6"),
+    ("features.denseblock4.denselayer16.conv2 (densenet.py:123) tosa_conv2d_default_99", 40,
+     "features.de…er16.conv2 (densenet.py:123)"),
+    ("MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6", 30, "…tV1/Conv2d_13_pointwise/Relu6"),  # a TFLite path
+])
+def test_a_pytorch_layer_keeps_its_module_path_and_line_when_shortened(text: str, width: int, shown: str) -> None:
+    from pytest_ethosu.report import shorten
+
+    assert shorten(text, width) == shown and len(shown) <= width
