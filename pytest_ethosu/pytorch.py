@@ -166,7 +166,9 @@ def captured(into: list[str] | None, title: str) -> Iterator[None]:
                 lines.append(f"{record.levelname} {record.name}: {text}")
 
     def from_the_stack(record: logging.LogRecord) -> bool:
-        return record.name.split(".", 1)[0] in STACK_LOGGERS
+        # ExecuTorch also logs on the root logger (backend_api.py): known by the file that logged
+        return record.name.split(".", 1)[0] in STACK_LOGGERS or any(
+            f"{os.sep}{package}{os.sep}" in record.pathname for package in STACK_LOGGERS)
 
     def not_from_the_stack(record: logging.LogRecord) -> bool:
         return not from_the_stack(record)

@@ -56,15 +56,17 @@ def shorten(text: str, width: int) -> str:
 
 def shorten_test(text: str, width: int) -> str:
     """Cut a long test id in the middle of its function name, keeping the name's start and end
-    and every parameter (``test_ever…ry_target[ethos-u55-128]``); a test whose parameters alone
-    do not fit is cut from the front as ``shorten`` does."""
-    if len(text) <= width:
-        return text
+    and every parameter (``test_ever…ry_target[ethos-u55-128]``); where the parameters alone
+    leave too little room, the start of the function name and the end of the parameters
+    (``test_dsc…u55-128] [where]``)."""
+    if len(text) <= width or width < 12:
+        return text if len(text) <= width else shorten(text, width)
     cut = text.find("[")
     head, tail = (text, "") if cut < 0 else (text[:cut], text[cut:])
     room = width - len(tail) - 1
     if room < 8:
-        return shorten(text, width)
+        keep = min(len(head), 8)
+        return head[:keep] + "…" + tail[len(tail) - (width - keep - 1):]
     front = (room + 1) // 2
     return head[:front] + "…" + head[len(head) - (room - front):] + tail
 

@@ -406,6 +406,10 @@ MUTATIONS = (
              "pytest_ethosu/pytorch.py", "        with warnings.catch_warnings(record=True) as caught:\n",
              "        with contextlib.nullcontext([]) as caught:\n",
              ("tests/test_pytorch.py::test_a_first_run_prints_only_the_plugins_lines",)),
+    Mutation("executorch-root-logs-reach-pytest", "ExecuTorch's records on the root logger stay out of pytest's log capture",
+             "pytest_ethosu/pytorch.py", 'f"{os.sep}{package}{os.sep}" in record.pathname for package in STACK_LOGGERS)',
+             'False for package in STACK_LOGGERS)',
+             ("tests/test_pytorch.py::test_a_first_run_prints_only_the_plugins_lines",)),
 )
 
 

@@ -391,3 +391,10 @@ def test_a_first_run_prints_only_the_plugins_lines(project: pytest.Pytester) -> 
     # the other failure shows what the lowering said, with Vela's console
     section = out[out.index("Captured Vela output"):]
     assert "--- torch.export ---\nUserWarning: a warning from the user's module while it is exported" in section
+    # nor with pytest's log capture at DEBUG: ExecuTorch logs its graph dumps on the root logger
+    debug = project.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider", "--ethosu-no-cache",
+                                         "--log-level=DEBUG", "-k", "not broken")
+    debug.assert_outcomes(failed=1)
+    stack = re.compile(r"^(DEBUG|INFO|WARNING|ERROR) +(root|torch|torchao|executorch)[.:]")
+    assert not [line for line in debug.stdout.lines if stack.match(line)], debug.stdout.str()
+    assert "backend_api.py" not in debug.stdout.str()

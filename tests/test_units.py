@@ -296,7 +296,8 @@ def test_a_cached_run_keeps_its_typed_rows() -> None:
     ("test_every_target[ethos-u55-128]", 26, "test_…arget[ethos-u55-128]"),
     ("test_channel_experiment [90ch]", 26, "test_chann…periment [90ch]"),
     ("test_short[a]", 26, "test_short[a]"),
-    ("test_x[" + "p" * 40 + "]", 26, "…" + "p" * 24 + "]"),  # the parameters alone do not fit
+    ("test_x[" + "p" * 40 + "]", 26, "test_x…" + "p" * 18 + "]"),  # the parameters alone do not fit
+    ("test_dscnn_on_every_target[ethos-u55-128] [where]", 26, "test_dsc…-u55-128] [where]"),
     ("TestKws::test_a_rather_long_name", 24, "TestKws::tes…r_long_name"),
 ])
 def test_summary_test_ids_keep_the_function_name_and_parameters(text: str, width: int, shown: str) -> None:
