@@ -343,6 +343,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+#: the narrowest window the report is laid out for: the page never scrolls sideways in it
+WINDOW = 1280
+
+
 def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True, height: int = 1000) -> dict[str, Any]:
     """Load the page from file://, fail on any console error or page error, keep a screenshot,
     and return what the DOM shows."""
@@ -360,7 +364,7 @@ def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True, h
     requests: list[str] = []
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": height})
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": WINDOW, "height": height})
         try:
             page = context.new_page()
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -379,12 +383,16 @@ def open_in_browser(page_file: Path, screenshot: Path, full_page: bool = True, h
                 canvasWidth: document.querySelector('canvas.layer-chart').width,
                 differTop: Array.from(document.querySelectorAll('.differ tr.top td')).map(td => td.textContent),
                 findingRows: Array.from(document.querySelectorAll('table.layers tr.finding')).map(r => r.id),
+                pageWidth: document.documentElement.scrollWidth,
+                clientWidth: document.documentElement.clientWidth,
             })""")
             page.screenshot(path=str(screenshot), full_page=full_page)
         finally:
             context.close()
     assert errors == []
     assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
+    # at the narrowest window only the wide tables scroll, inside their boxes; the page does not
+    assert seen["pageWidth"] <= seen["clientWidth"] <= WINDOW, seen
     result: dict[str, Any] = seen
     return result
 
