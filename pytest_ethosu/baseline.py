@@ -192,15 +192,20 @@ class Baseline:
     totals: Mapping[str, Number]  # by the names of ``result.FIGURES``; an older baseline may lack later ones
     layers: tuple[Layer, ...]
     schema: int = SCHEMA_VERSION
+    #: a PyTorch model's parts (``result.EstimateResult.model_parts``); empty for a model file
+    #: and in a baseline written before they were recorded
+    model_parts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, result: EstimateResult, nodeid: str, name: str) -> Baseline:
         return cls(nodeid, name, result.model, result.model_sha256, Identity.of(result), result.totals(),
-                   result.layers)
+                   result.layers, model_parts=dict(result.model_parts))
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": self.schema, "test": self.test, "name": self.name,
-                "model": {"path": self.model, "sha256": self.model_sha256},
+        model: dict[str, Any] = {"path": self.model, "sha256": self.model_sha256}
+        if self.model_parts:
+            model["parts"] = dict(self.model_parts)
+        return {"schema": self.schema, "test": self.test, "name": self.name, "model": model,
                 "estimator": self.estimator.to_json(), "totals": dict(self.totals),
                 "layers": [layer.to_dict() for layer in self.layers]}
 
@@ -293,10 +298,13 @@ def from_json(document: Any, path: Path | str) -> Baseline:
     estimator, model = document["estimator"], document["model"]
     layers = tuple(Layer(index=int(layer["index"]), **{key: layer[key] for key in (*LAYER_TEXT, *LAYER_NUMBERS)},
                          **{key: layer[key] for key in _LAYER_ORIGIN if key in layer}) for layer in document["layers"])
+    parts = model.get("parts", {})
+    if not isinstance(parts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in parts.items()):
+        raise BaselineError(f"baseline {path}: model.parts is {parts!r}, not an object of text. {fix}")
     return Baseline(document["test"], document["name"], model["path"], model["sha256"],
                     Identity(estimator["vela_version"], estimator["core"], estimator["target"],
                              estimator.get("frameworks", {})),
-                    document["totals"], layers, schema)
+                    document["totals"], layers, schema, model_parts=parts)
 
 
 class _DuplicateKey(ValueError):

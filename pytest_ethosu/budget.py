@@ -106,13 +106,19 @@ def parse_limit(figure: str, value: Any) -> Limit:
             raise BudgetError(f"budget of {figure}: cannot read {value!r}; write e.g. {example} (units: {written})")
         number, unit = float(match.group(1)), match.group(2)
     else:
-        number, unit = float(value), ""
+        try:
+            number, unit = float(value), ""
+        except OverflowError:
+            raise BudgetError(f"budget of {figure} must be a finite number >= 0, not {str(value)[:24]}… "
+                              f"({len(str(value))} digits)") from None
     if unit.lower() not in units:
         need = "needs a unit" if not unit else f"does not take {unit!r}"
         raise BudgetError(f"budget of {figure} {need}: {value!r}; write e.g. {example} (units: {written})")
     if not math.isfinite(number) or number < 0:
         raise BudgetError(f"budget of {figure} must be a finite number >= 0, not {value!r}")
     number *= units[unit.lower()]
+    if kind != "seconds" and number != round(number) and math.isclose(number, round(number), rel_tol=1e-12):
+        number = float(round(number))  # 4.35 kB is 4,350 bytes, not 4,349.999999999999
     if kind in ("count", "cycles") and not number.is_integer():
         raise BudgetError(f"budget of {figure} is a whole number: {value!r} is not")
     return Limit(figure, number, _SPELLING.get(unit.lower(), unit))
@@ -170,10 +176,13 @@ class Use:
 
     @property
     def over(self) -> bool:
-        """Above the limit; equal fits, also where the limit's unit made it inexact in binary
-        (81.878 us is 8.1878e-05 s to within 1e-9 of itself, not to the last bit)."""
+        """Above the limit; equal fits.  A time is compared to within a relative 1e-9, as its
+        unit can make the limit inexact in binary (81.878 us against Vela's 8.1878e-05 s); bytes,
+        cycles and counts exactly (``parse_limit`` makes a limit like 4.35 kB whole)."""
         used = float(self.used)
-        return used > self.limit.value and not math.isclose(used, self.limit.value, rel_tol=1e-9)
+        if FIGURE[self.limit.figure].unit == "seconds":
+            return used > self.limit.value and not math.isclose(used, self.limit.value, rel_tol=1e-9)
+        return used > self.limit.value
 
     @property
     def percent(self) -> float | None:

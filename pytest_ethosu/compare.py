@@ -175,6 +175,9 @@ class Comparison:
     #: figures the estimate has and the baseline does not (written before they were recorded);
     #: not compared, and not in ``to_dict``: the record carries them to the summary
     unrecorded: tuple[str, ...] = ()
+    #: a PyTorch model's parts that differ from the baseline's (graph, weights, calibration);
+    #: empty when either side does not record them
+    parts_changed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status(), "drift": list(self.drift), "model_changed": self.model_changed,
@@ -360,11 +363,13 @@ def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Compar
                               tolerance=tol.describe()))
     changed_model = baseline.model_sha256 != now.model_sha256
     unrecorded = tuple(m for m in now.totals if m not in old_totals)
+    parts = tuple(p for p, digest in now.model_parts.items()
+                  if p in baseline.model_parts and baseline.model_parts[p] != digest)
     if baseline.estimator.core != now.estimator.core:
         # the cores split and name layers differently: only the network's figures compare
         notes = [*drift(baseline.estimator, now.estimator),
                  "layers are not compared across cores; the network's totals are"]
-        return Comparison(tuple(changes), tuple(notes), changed_model, (), unrecorded)
+        return Comparison(tuple(changes), tuple(notes), changed_model, (), unrecorded, parts)
     pairs = match_layers(baseline.layers, now.layers)
     deltas = tuple((None if old is None else old.index, None if new is None else new.index,
                     None if old is None else old.cycles, None if new is None else new.cycles)
@@ -392,4 +397,4 @@ def compare(baseline: Baseline, now: Baseline, tolerances: Tolerances) -> Compar
                 changes.append(Change(kind, metric, before, after, tolerance=tol.describe(), **where))
     cycles = (old_totals["total_cycles"], new_totals["total_cycles"])
     return Comparison(tuple(changes), tuple(drift(baseline.estimator, now.estimator, cycles)),
-                      changed_model, deltas, unrecorded)
+                      changed_model, deltas, unrecorded, parts)

@@ -93,6 +93,8 @@ class EthosuPerf:
             for key, value in mark.kwargs.items():
                 marker.setdefault(key, value)
         self._marker = marker
+        #: every marker's budget, closest first: they merge figure by figure, as call and session do
+        self._marker_budgets = [mark.kwargs["budget"] for mark in item.iter_markers("ethosu") if "budget" in mark.kwargs]
         self._state = item.stash.setdefault(item_state_key, ItemState())
         self._state.finished = False  # a new attempt (pytest-rerunfailures) makes a new fixture
         self._names: set[str] = set()
@@ -183,7 +185,7 @@ class EthosuPerf:
             tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,
                                     {"rtol": session.settings.rtol, "atol": session.settings.atol}])
             limits = budgets.merge([budgets.parse(budget, "budget="),
-                                    budgets.parse(self._marker.get("budget"), "the ethosu marker's budget="),
+                                    *(budgets.parse(b, "the ethosu marker's budget=") for b in self._marker_budgets),
                                     session.settings.budget])
         except ValueError as exc:  # BudgetError too
             raise ArgumentError(str(exc)) from None

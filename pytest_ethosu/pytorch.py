@@ -108,6 +108,8 @@ class Lowered:
     partitions: tuple[Partition, ...]
     cpu_ops: tuple[CpuOp, ...]
     seconds: float = 0.0
+    #: digests of what the model is made of (``model_parts``), set for each estimate, not cached
+    parts: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "key": self.key, "program": self.program, "profile": self.profile,
@@ -259,11 +261,24 @@ def program_digests(program: Any) -> tuple[str, str]:
     - ``key`` (the lowering cache's) keeps the stack traces, since the results carry the
       user's ``file:line``.
     """
+    identity, key, _parts = _digests(program)
+    return identity, key
+
+
+#: where ``torch.export.save`` puts each part of a program (``model_parts``)
+_PART_OF = (("/data/weights/", "weights"), ("/data/constants/", "weights"), ("/data/sample_inputs/", "inputs"),
+            ("/models/", "graph"))
+
+
+def _digests(program: Any) -> tuple[str, str, dict[str, str]]:
+    """``program_digests`` and the ``graph``, ``weights`` and ``inputs`` parts of
+    ``model_parts``, from one serialisation of the program."""
     import torch
 
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     identity, key = hashlib.sha256(), hashlib.sha256()
+    parts = {part: hashlib.sha256() for _, part in _PART_OF}
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
         for name in sorted(archive.namelist()):
             if name.endswith("serialization_id"):
@@ -274,8 +289,27 @@ def program_digests(program: Any) -> tuple[str, str]:
             key.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
             if name.endswith(".json") and b"stack_trace" in data:
                 data = _without_traces(data)
-            identity.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-    return identity.hexdigest(), key.hexdigest()
+            framed = name.encode() + b"\0" + len(data).to_bytes(8, "little") + data
+            identity.update(framed)
+            part = next((part for where, part in _PART_OF if where in f"/{name}"), None)
+            if part is not None:
+                parts[part].update(framed)
+    return identity.hexdigest(), key.hexdigest(), {part: digest.hexdigest() for part, digest in parts.items()}
+
+
+def model_parts(program_parts: Mapping[str, str], calibration: Sequence[tuple[Any, ...]],
+                quantize: bool) -> dict[str, str]:
+    """Digests of what a PyTorch model is made of, so that a changed model can be told apart from
+    one built differently each run: ``graph`` (the program's graph without its stack traces),
+    ``weights`` (its parameters, buffers and constants), ``inputs`` (the example inputs it was
+    exported with; these three from ``_digests``) and ``calibration`` (the quantisation's inputs;
+    absent with ``quantize=False``)."""
+    parts = dict(program_parts)
+    if quantize:
+        digest = hashlib.sha256()
+        _tensor_digest(list(calibration), digest)
+        parts["calibration"] = digest.hexdigest()
+    return parts
 
 
 def program_identity(program: Any) -> str:
@@ -635,10 +669,11 @@ class Lowerer:
             program, inputs, display = load_program(model, example_inputs, self.rootdir)
         batches = _calibration(calibration, inputs)
         spec = compile_spec(target)
-        identity, program_key = program_digests(program)
+        identity, program_key, program_parts = _digests(program)
         key = lowering_key(program_key, batches, quantize, str(spec.tosa_spec), target)
+        parts = model_parts(program_parts, batches, quantize)
         if key in self.memo:
-            return dataclasses.replace(self.memo[key], display=display)
+            return dataclasses.replace(self.memo[key], display=display, parts=parts)
         cached = self.get(key) if self.get is not None else None
         if cached is not None:
             try:
@@ -648,7 +683,7 @@ class Lowerer:
             if found is not None:
                 self.hits += 1
                 self.memo[key] = found
-                return found
+                return dataclasses.replace(found, parts=parts)
         started = time.perf_counter()
         try:
             with captured(logs, f"ExecuTorch quantising {display}"):
@@ -660,7 +695,7 @@ class Lowerer:
                              "Pass quantize=False for a program that is already quantised.") from None
         with captured(logs, f"ExecuTorch lowering {display} to TOSA"):
             lowered = lower(quantised, spec, self.rootdir, display, key, identity, _root_class(program))
-        lowered = dataclasses.replace(lowered, seconds=time.perf_counter() - started)
+        lowered = dataclasses.replace(lowered, seconds=time.perf_counter() - started, parts=parts)
         self.runs += 1
         self.seconds += lowered.seconds
         self.memo[key] = lowered
@@ -717,7 +752,8 @@ def merge(lowered: Lowered, results: Sequence[EstimateResult]) -> EstimateResult
     figures: dict[str, Any] = {  # the partitions run one after another: work adds up, memory use peaks
         f.name: (max if f.peak else sum)(getattr(r, f.name) for r in results) for f in FIGURES if f.name != "cpu_ops"}
     return dataclasses.replace(
-        first, model=lowered.display, model_sha256=lowered.program, layers=tuple(layers), **figures,
+        first, model=lowered.display, model_sha256=lowered.program, model_parts=dict(lowered.parts),
+        layers=tuple(layers), **figures,
         cpu_ops=len(lowered.cpu_ops), cpu_operators=tuple(c.target for c in lowered.cpu_ops),
         warnings=tuple(w for r in results for w in r.warnings),
         target={**first.target, "tosa_profile": lowered.profile, "partitions": len(results)},

@@ -108,6 +108,8 @@ class Record:
     budget: tuple[Use, ...] = ()  # each budget of the check and how much of it the estimate uses
     flash_used: int | None = None  # bytes of on-chip and off-chip flash; None in a JSON report from before them
     totals: Mapping[str, Number] = field(default_factory=dict)  # the network figures (``result.TOTAL_METRICS``)
+    #: a PyTorch model built or calibrated differently from its baseline's (``report.model_change_note``)
+    unpinned: str = ""
 
     @property
     def over_budget(self) -> tuple[Use, ...]:

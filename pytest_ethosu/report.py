@@ -151,6 +151,9 @@ def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cy
         "headline": (budget_headline(budget) if any(use.over for use in budget)
                      else headline(comparison) if comparison and comparison.regressions else ""),
         "change": short_change(worst) if worst is not None else "",
+        "unpinned": (model_change_note(comparison.parts_changed)
+                     if comparison and comparison.model_changed and comparison.parts_changed
+                     and "graph" not in comparison.parts_changed else ""),
         "top_layers": tuple(TopLayer(layer.index, layer.label, layer.op, layer.cycles,
                                      100.0 * float(layer.cycles) / (float(total_cycles) or 1.0),
                                      float(layer.mac_utilization)) for layer in top),
@@ -236,7 +239,7 @@ def failure_message(label: str, accept: str, comparison: Comparison, baseline_fi
     if renamed:
         lines.append(f"{renamed} layer(s) renamed (matched by position and operator)")
     if comparison.model_changed:
-        lines.append("the model file changed since the baseline was made")
+        lines.append(model_change_note(comparison.parts_changed))
     lines.extend(f"note: {note}" for note in comparison.drift)
     lines.append(f"if this change is intended, accept it with: {accept}")
     return _terminal_text(lines)
@@ -267,6 +270,26 @@ def regression_rows(record: Record) -> list[dict[str, Any]]:
 def missing_message(label: str, accept: str, path: str) -> str:
     return _terminal_text([f"ethosu: {label}: no baseline at {path}",
                            f"create it with: {accept}  (then commit the file)"])
+
+
+def model_change_note(parts: Sequence[str]) -> str:
+    """What changed in the model since the baseline (``parts``: a PyTorch model's parts that
+    differ), and, when the module is the same but was built or calibrated differently, how to
+    make every run estimate the same model."""
+    if "graph" in parts or not parts:
+        return ("the model changed since the baseline was made" if parts
+                else "the model file changed since the baseline was made")
+    pin = []
+    if "weights" in parts:
+        pin.append("its weights differ from the baseline's though its graph is the same: a module built without a "
+                   "fixed seed gets new weights on every run; call torch.manual_seed(...) before building it, or "
+                   "load saved weights")
+    if "calibration" in parts:
+        pin.append("its calibration data differ from the baseline's, so it is quantised differently: make them "
+                   "with a fixed seed or commit them")
+    if "inputs" in parts:
+        pin.append("its example inputs differ from the baseline's: make them with a fixed seed")
+    return "the model is not the one the baseline was made from: " + "; ".join(pin)
 
 
 def budget_headline(uses: Sequence[Use]) -> str:
@@ -523,6 +546,8 @@ def _summary_lines(summary: SessionSummary, mode: str, verbosity: int, width: in
         lines.append(f"{len(older)} baseline(s) were written before some figures were recorded ({figures}): they "
                      f"were compared on the figures they hold; {summary.command(sorted({r.test for r in older}))} "
                      "records the rest")
+    for record in (r for r in records if r.unpinned):
+        lines.append(f"{record.label}: {record.unpinned}")
     missing = [r.test for r in records if r.status is Status.MISSING]
     if missing:
         lines.append(f"{len(missing)} estimate(s) have no baseline: create them with {summary.command(missing)}"

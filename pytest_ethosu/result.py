@@ -236,6 +236,9 @@ class EstimateResult:
     #: the releases that lowered a PyTorch model before Vela (torch, executorch, tosa-tools);
     #: empty for a model file, which Vela reads as it is
     frameworks: dict[str, str] = field(default_factory=dict)
+    #: a PyTorch model's parts (``pytorch.model_parts``: graph, weights, calibration digests), so
+    #: that a failure can say which of them differs from the baseline's; empty for a model file
+    model_parts: dict[str, str] = field(default_factory=dict)
     #: where the figures came from this time: "vela", "cache", or "memo" (an earlier estimate
     #: of this session); not part of the result's value
     source: str = field(default="vela", compare=False)
@@ -271,6 +274,7 @@ class EstimateResult:
         """Plain JSON types only (``source`` and ``evidence`` are not part of the value)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("source", "evidence")}
         data["target"], data["frameworks"] = copy.deepcopy(self.target), dict(self.frameworks)
+        data["model_parts"] = dict(self.model_parts)
         data["layers"] = [layer.to_dict() for layer in self.layers]
         data["cpu_operators"] = list(self.cpu_operators)
         data["warnings"] = list(self.warnings)

@@ -410,6 +410,13 @@ MUTATIONS = (
              "pytest_ethosu/pytorch.py", 'f"{os.sep}{package}{os.sep}" in record.pathname for package in STACK_LOGGERS)',
              'False for package in STACK_LOGGERS)',
              ("tests/test_pytorch.py::test_a_first_run_prints_only_the_plugins_lines",)),
+    Mutation("stacked-marker-budget-dropped", "stacked markers' budgets merge figure by figure",
+             "pytest_ethosu/fixture.py", '*(budgets.parse(b, "the ethosu marker\'s budget=") for b in self._marker_budgets),',
+             '*(budgets.parse(b, "the ethosu marker\'s budget=") for b in self._marker_budgets[:1]),',
+             ("tests/test_budget.py::test_stacked_markers_merge_their_budgets_figure_by_figure",)),
+    Mutation("pytorch-parts-not-told", "a PyTorch module built differently each run is named as such",
+             "pytest_ethosu/compare.py", "                  if p in baseline.model_parts and baseline.model_parts[p] != digest)",
+             "                  if False)", ("tests/test_pytorch.py::test_a_module_built_differently_each_run_is_named",)),
 )
 
 

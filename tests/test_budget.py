@@ -68,6 +68,8 @@ def test_limits_are_read_in_their_figures_unit(figure: str, text: object, value:
     ("sram_used", True, "must be a number or text"),
     ("sram_used", float("inf"), "finite number >= 0"),
     ("sram_usage", "1 KiB", "unknown figure 'sram_usage' in budget; figures: total_cycles, "),
+    ("sram_used", 10 ** 400, "budget of sram_used must be a finite number >= 0, not 100000000000000000000000… "
+                             "(401 digits)"),
 ])
 def test_a_limit_that_cannot_be_read_says_what_it_takes(figure: str, text: object, says: str) -> None:
     with pytest.raises(BudgetError) as excinfo:
@@ -105,6 +107,11 @@ def test_headroom_is_shown_in_the_unit_the_limit_was_written_in() -> None:
     # also where the unit makes the limit inexact in binary: Vela's 8.1878e-05 s against "81.878 us"
     assert not Use(budget.parse_limit("inference_time", "81.878 us"), 8.1878e-05).over
     assert Use(budget.parse_limit("inference_time", "81.877 us"), 8.1878e-05).over
+    # bytes, cycles and counts compare exactly, however large: one more is over
+    assert Use(budget.parse_limit("total_cycles", 2_000_000_000), 2_000_000_001).over
+    assert Use(budget.parse_limit("dram_used", "2 GiB"), 2 * 1024 ** 3 + 1).over
+    assert not Use(budget.parse_limit("sram_used", "4.35 kB"), 4350).over  # 4.35 * 1000 is 4349.999...
+    assert budget.parse_limit("sram_used", "4.35 kB").value == 4350
     assert Use(Limit("cpu_ops", 0, ""), 1).over
     again = Use.from_json(json.loads(json.dumps(Use(Limit("sram_used", 1024, "KiB"), 2048, ("layer 4",)).to_json())))
     assert again == Use(Limit("sram_used", 1024, "KiB"), 2048, ("layer 4",))
@@ -274,3 +281,27 @@ def test_budgets_in_the_json_html_and_markdown_reports_and_after_a_merge(
     merged.stdout.fnmatch_lines(["*test_net*OVER BUDGET sram_used 169%*",
                                  "  test_net: OVER sram_used 27.0 KiB of 16 KiB (169%), "
                                  "off_chip_flash_used 0.0286 MiB of 1 MiB (3%)"])
+
+
+def test_stacked_markers_merge_their_budgets_figure_by_figure(make_repo: Callable[[str], pytest.Pytester]) -> None:
+    """A module's marker and a test's marker each give a budget: the closer one wins on the
+    figures both name, and the wider one's other figures still apply."""
+    repo = make_repo('''
+import pytest
+
+pytestmark = pytest.mark.ethosu(budget={"sram_used": "16 KiB", "cpu_ops": 0})
+
+@pytest.mark.ethosu(budget={"cpu_ops": 1})
+def test_stacked(ethosu_perf):
+    ethosu_perf("models/wider.tflite", accelerator="ethos-u55-128")
+
+@pytest.mark.ethosu(budget={"sram_used": "32 KiB"})
+def test_closer_wins(ethosu_perf):
+    ethosu_perf("models/cpu.tflite", accelerator="ethos-u55-128")
+''')
+    result = repo.runpytest("-p", "no:xdist", "--ethosu-update")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*wider.tflite on ethos-u55-128: over budget: sram_used 27.0 KiB of 16 KiB (169%)",
+                                 "within budget: cpu_ops 0 of 1 (0%)"])
+    result.stdout.fnmatch_lines(["*cpu.tflite on ethos-u55-128: over budget: cpu_ops 1 of 0",
+                                 "within budget: sram_used 13.0 KiB of 32 KiB (41%)"])

@@ -398,3 +398,43 @@ def test_a_first_run_prints_only_the_plugins_lines(project: pytest.Pytester) -> 
     stack = re.compile(r"^(DEBUG|INFO|WARNING|ERROR) +(root|torch|torchao|executorch)[.:]")
     assert not [line for line in debug.stdout.lines if stack.match(line)], debug.stdout.str()
     assert "backend_api.py" not in debug.stdout.str()
+
+
+def test_a_module_built_differently_each_run_is_named(project: pytest.Pytester) -> None:
+    """(In fresh processes, as runs are.)  A module whose weights (or calibration data) come out
+    differently on each run: the
+    failure, and the summary even when the figures happen to pass, say which of the two differs
+    from the baseline's and how to pin it; a change of the graph itself is a changed model."""
+    project.makepyfile(test_seeds='''
+        import pathlib
+        import torch
+
+        def test_net(ethosu_perf):
+            WEIGHTS, CALIBRATION, WIDTH, RTOL = map(int, pathlib.Path(__file__).with_name("seeds.txt").read_text().split())
+            torch.manual_seed(WEIGHTS)
+            module = torch.nn.Sequential(torch.nn.Conv2d(3, WIDTH, 3, padding=1), torch.nn.ReLU()).eval()
+            torch.manual_seed(CALIBRATION)
+            batches = [(torch.randn(1, 3, 16, 16),) for _ in range(2)]
+            ethosu_perf(module, batches[0], calibration=batches, accelerator="ethos-u55-128", rtol=RTOL)
+    ''')
+    seeds = project.path / "seeds.txt"
+    seeds.write_text("0 0 8 100")
+    project.runpytest_subprocess("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=1)
+    note = "test_seeds.py::test_net: the model is not the one the baseline was made from: "
+    seeds.write_text("1 0 8 100")
+    weights = project.runpytest_subprocess("-p", "no:xdist")
+    weights.assert_outcomes(passed=1)  # within rtol=100: the check passes; the summary still says it
+    weights.stdout.fnmatch_lines([note + "its weights differ from the baseline's though its graph is the same: a "
+                                  "module built without a fixed seed gets new weights on every run; call "
+                                  "torch.manual_seed(...) before building it, or load saved weights"])
+    seeds.write_text("0 1 8 100")
+    calibration = project.runpytest_subprocess("-p", "no:xdist")
+    calibration.stdout.fnmatch_lines([note + "its calibration data differ from the baseline's, so it is quantised "
+                                      "differently: make them with a fixed seed or commit them; its example inputs "
+                                      "differ from the baseline's: make them with a fixed seed"])
+    assert "weights differ" not in calibration.stdout.str()
+    seeds.write_text("0 0 16 0")  # another graph: a changed model, nothing to pin
+    wider = project.runpytest_subprocess("-p", "no:xdist")
+    wider.assert_outcomes(failed=1)
+    assert "the baseline was made from" not in wider.stdout.str()
+    wider.stdout.fnmatch_lines(["the model changed since the baseline was made"])
