@@ -93,8 +93,10 @@ class EthosuPerf:
             for key, value in mark.kwargs.items():
                 marker.setdefault(key, value)
         self._marker = marker
-        #: every marker's budget, closest first: they merge figure by figure, as call and session do
-        self._marker_budgets = [mark.kwargs["budget"] for mark in item.iter_markers("ethosu") if "budget" in mark.kwargs]
+        #: every marker's settings, closest first: their tolerances= merge metric by metric and
+        #: their budgets figure by figure, as the call's and the session's do
+        self._markers = [mark.kwargs for mark in item.iter_markers("ethosu")]
+        self._marker_budgets = [kwargs["budget"] for kwargs in self._markers if "budget" in kwargs]
         self._state = item.stash.setdefault(item_state_key, ItemState())
         self._state.finished = False  # a new attempt (pytest-rerunfailures) makes a new fixture
         self._names: set[str] = set()
@@ -182,7 +184,7 @@ class EthosuPerf:
             raise ArgumentError(f"{nodeid}: two checks named {name!r}; give each ethosu_perf(...) call "
                                 "in a test its own name=")
         try:
-            tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, self._marker,
+            tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, *self._markers,
                                     {"rtol": session.settings.rtol, "atol": session.settings.atol}])
             limits = budgets.merge([budgets.parse(budget, "budget="),
                                     *(budgets.parse(b, "the ethosu marker's budget=") for b in self._marker_budgets),

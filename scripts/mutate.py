@@ -417,6 +417,10 @@ MUTATIONS = (
     Mutation("pytorch-parts-not-told", "a PyTorch module built differently each run is named as such",
              "pytest_ethosu/compare.py", "                  if p in baseline.model_parts and baseline.model_parts[p] != digest)",
              "                  if False)", ("tests/test_pytorch.py::test_a_module_built_differently_each_run_is_named",)),
+    Mutation("stacked-marker-tolerances-dropped", "stacked markers' tolerances= merge metric by metric",
+             "pytest_ethosu/fixture.py", '"tolerances": tolerances}, *self._markers,',
+             '"tolerances": tolerances}, self._marker,',
+             ("tests/test_gate.py::test_stacked_markers_merge_their_tolerances_metric_by_metric",)),
 )
 
 

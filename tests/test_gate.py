@@ -414,3 +414,30 @@ def test_two(ethosu_perf):
     created = repo.runpytest("-p", "no:xdist", "--ethosu-update", "test_models.py::test_two")
     created.assert_outcomes(passed=1)
     created.stdout.fnmatch_lines(["*ethosu baselines: 2 created, 0 updated, 0 unchanged, 0 deleted"])
+
+
+def test_stacked_markers_merge_their_tolerances_metric_by_metric(make_repo: Callable[[str], pytest.Pytester]
+                                                                 ) -> None:
+    """A module's marker loosens the network's cycles, a test's marker its SRAM: both apply, as
+    budgets do; the closer marker wins on a metric both name."""
+    repo = make_repo("""
+import pytest
+
+pytestmark = pytest.mark.ethosu(tolerances={"total_cycles": {"rtol": 10}, "cycles": {"rtol": 10},
+                                            "sram_used": {"rtol": 0.01}})
+
+@pytest.mark.ethosu(tolerances={"sram_used": {"rtol": 10}, "staging_usage": {"rtol": 10},
+                                "off_chip_flash_used": {"rtol": 10}})
+def test_both(ethosu_perf):
+    ethosu_perf("models/current.tflite", accelerator="ethos-u55-128")
+
+def test_module_only(ethosu_perf):
+    ethosu_perf("models/current.tflite", accelerator="ethos-u55-128")
+""")
+    repo.runpytest("-p", "no:xdist", "--ethosu-update").assert_outcomes(passed=2)
+    use(repo, "wider.tflite")  # more cycles, SRAM, staging and flash
+    result = repo.runpytest("-p", "no:xdist", "-rA")
+    out = result.stdout.str()
+    assert "PASSED test_models.py::test_both" in out, out
+    assert "FAILED test_models.py::test_module_only" in out  # the module's sram_used rtol=0.01 holds there
+    assert "CheckFailed: ethosu: models/current.tflite on ethos-u55-128: network sram_used +" in out, out
