@@ -57,7 +57,6 @@ class Pending:
     result: EstimateResult
     legacy: Path | None = None  # the baseline was read where pytest-ethosu 0.1 kept it; a write moves it
     shown: str | None = None  # the baseline file read, as messages name it
-    budget: tuple[Use, ...] = ()  # each budget's use
 
 
 @dataclass
@@ -109,7 +108,7 @@ def run(context: Context, item: pytest.Item, state: ItemState, name: str, result
     verdict = decide(stored, document, tolerances, update=context.update, strict=context.strict,
                      drift_policy=context.drift_policy, over_budget=bool(budget.over(uses)))
     pending = Pending(name, path, document, _record(context, item, name, result, verdict, shown, uses, line),
-                      verdict, result, legacy, shown, uses)
+                      verdict, result, legacy, shown)
     state.pending.append(pending)
     return pending
 
@@ -127,7 +126,7 @@ def failure(context: Context, nodeid: str, pending: Pending) -> str | None:
     if verdict.failure is Failure.MISSING:
         return report.missing_message(label, accept, shown)
     if verdict.failure is Failure.BUDGET and verdict.comparison is None:
-        return report.budget_message(label, pending.budget, None, shown, accept)
+        return report.budget_message(label, pending.record.budget, None, shown, accept)
     try:
         obtained = context.relative(baseline.write_obtained(path, pending.document, context.root))
     except OSError:
@@ -135,7 +134,7 @@ def failure(context: Context, nodeid: str, pending: Pending) -> str | None:
     assert verdict.comparison is not None
     compare = f"\nthis run's estimate: {obtained} (diff it against the baseline)" if obtained else ""
     if verdict.failure is Failure.BUDGET:
-        return report.budget_message(label, pending.budget, verdict.comparison, shown, accept) + compare
+        return report.budget_message(label, pending.record.budget, verdict.comparison, shown, accept) + compare
     if verdict.failure is Failure.DRIFT:
         return report.drift_message(label, accept, verdict.comparison, shown) + compare
     return report.failure_message(label, accept, verdict.comparison, shown, context.verbosity,

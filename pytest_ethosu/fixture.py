@@ -96,7 +96,6 @@ class EthosuPerf:
         #: every marker's settings, closest first: their tolerances= merge metric by metric and
         #: their budgets figure by figure, as the call's and the session's do
         self._markers = [mark.kwargs for mark in item.iter_markers("ethosu")]
-        self._marker_budgets = [kwargs["budget"] for kwargs in self._markers if "budget" in kwargs]
         self._state = item.stash.setdefault(item_state_key, ItemState())
         self._state.finished = False  # a new attempt (pytest-rerunfailures) makes a new fixture
         self._names: set[str] = set()
@@ -187,7 +186,7 @@ class EthosuPerf:
             tol = Tolerances.merge([{"rtol": rtol, "atol": atol, "tolerances": tolerances}, *self._markers,
                                     {"rtol": session.settings.rtol, "atol": session.settings.atol}])
             limits = budgets.merge([budgets.parse(budget, "budget="),
-                                    *(budgets.parse(b, "the ethosu marker's budget=") for b in self._marker_budgets),
+                                    *(budgets.parse(m.get("budget"), "the ethosu marker's budget=") for m in self._markers),
                                     session.settings.budget])
         except ValueError as exc:  # BudgetError too
             raise ArgumentError(str(exc)) from None

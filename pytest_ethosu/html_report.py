@@ -30,7 +30,7 @@ from .compare import REGRESSIONS, Change, worst_first
 from .gate import Status
 from .record import Detail, Record
 from .report import STATUS_TEXT, record_from_entry
-from .result import Finding
+from .result import Finding, compression
 
 if TYPE_CHECKING:
     import jinja2
@@ -290,8 +290,7 @@ def _view(shown: Shown) -> dict[str, Any]:
         "budget": [{"text": use.headroom(), "over": use.over, "layers": list(use.layers)} for use in record.budget],
         # footprint: absent from a JSON report written before these figures were recorded
         "footprint": [(label, totals[key] / 1024) for key, label in FOOTPRINT if key in totals],
-        "compression": (100.0 * totals["encoded_weights"] / totals["original_weights"]
-                        if totals.get("original_weights") and "encoded_weights" in totals else None),
+        "compression": None if (ratio := compression(totals)) is None else 100.0 * ratio,
     }
 
 

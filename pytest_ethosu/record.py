@@ -106,10 +106,16 @@ class Record:
     extra: Mapping[str, Any] = field(default_factory=dict)  # what pytest_ethosu_result hooks added
     unrecorded: tuple[str, ...] = ()  # figures its baseline lacks (written before they were recorded)
     budget: tuple[Use, ...] = ()  # each budget of the check and how much of it the estimate uses
-    flash_used: int | None = None  # bytes of on-chip and off-chip flash; None in a JSON report from before them
     totals: Mapping[str, Number] = field(default_factory=dict)  # the network figures (``result.TOTAL_METRICS``)
     #: a PyTorch model built or calibrated differently from its baseline's (``report.model_change_note``)
     unpinned: str = ""
+
+    @property
+    def flash_used(self) -> int | None:
+        """Bytes of on-chip and off-chip flash; None for a JSON report written before them."""
+        if "on_chip_flash_used" not in self.totals or "off_chip_flash_used" not in self.totals:
+            return None
+        return int(self.totals["on_chip_flash_used"]) + int(self.totals["off_chip_flash_used"])
 
     @property
     def over_budget(self) -> tuple[Use, ...]:

@@ -24,7 +24,7 @@ from .budget import Use
 from .compare import Change, Comparison, worst_first
 from .gate import FAILED, Status
 from .record import Detail, Record, TopLayer
-from .result import EstimateResult, Finding, Layer
+from .result import EstimateResult, Finding, Layer, compression
 from .result import layer_table as result_layer_table
 
 FAILURE_ROWS = 10
@@ -110,7 +110,7 @@ def make_record(nodeid: str, location: tuple[str, int], name: str, result: Estim
         npu_ops=result.npu_ops, cpu_ops=result.cpu_ops, sram_used=result.sram_used, status=status,
         baseline=baseline_file, advice=result.findings, source=result.source, detail=shown,
         unrecorded=comparison.unrecorded if comparison else (), budget=budget,
-        flash_used=result.on_chip_flash_used + result.off_chip_flash_used, totals=result.totals(),
+        totals=result.totals(),
         **_summarised(comparison, result.layers, result.total_cycles, budget))
 
 
@@ -132,8 +132,6 @@ def record_from_entry(entry: Mapping[str, Any]) -> Record:
         sram_used=int(totals["sram_used"]), status=Status(entry["status"]), baseline=entry["baseline"],
         advice=tuple(Finding(**f) for f in entry.get("findings", [])), source="",
         detail=detail, extra=dict(entry.get("extra", {})), budget=budget,
-        flash_used=(int(totals["on_chip_flash_used"]) + int(totals["off_chip_flash_used"])
-                    if "on_chip_flash_used" in totals and "off_chip_flash_used" in totals else None),
         totals=dict(totals),
         **_summarised(comparison, detail.layers, totals["total_cycles"], budget))
 
@@ -151,9 +149,7 @@ def _summarised(comparison: Comparison | None, layers: Sequence[Layer], total_cy
         "headline": (budget_headline(budget) if any(use.over for use in budget)
                      else headline(comparison) if comparison and comparison.regressions else ""),
         "change": short_change(worst) if worst is not None else "",
-        "unpinned": (model_change_note(comparison.parts_changed)
-                     if comparison and comparison.model_changed and comparison.parts_changed
-                     and "graph" not in comparison.parts_changed else ""),
+        "unpinned": unpinned(comparison.parts_changed) if comparison and comparison.model_changed else "",
         "top_layers": tuple(TopLayer(layer.index, layer.label, layer.op, layer.cycles,
                                      100.0 * float(layer.cycles) / (float(total_cycles) or 1.0),
                                      float(layer.mac_utilization)) for layer in top),
@@ -276,9 +272,18 @@ def model_change_note(parts: Sequence[str]) -> str:
     """What changed in the model since the baseline (``parts``: a PyTorch model's parts that
     differ), and, when the module is the same but was built or calibrated differently, how to
     make every run estimate the same model."""
-    if "graph" in parts or not parts:
+    pin = unpinned(parts)
+    if not pin:
         return ("the model changed since the baseline was made" if parts
                 else "the model file changed since the baseline was made")
+    return pin
+
+
+def unpinned(parts: Sequence[str]) -> str:
+    """For a PyTorch model whose graph is the baseline's but whose other parts (``parts``) are
+    not: which of them differ and how to pin them; "" otherwise."""
+    if "graph" in parts or not parts:
+        return ""
     pin = []
     if "weights" in parts:
         pin.append("its weights differ from the baseline's though its graph is the same: a module built without a "
@@ -659,8 +664,7 @@ def footprint_markdown(records: Sequence[Record]) -> str:
     headers = ["test", "name", *FOOTPRINT_COLUMNS, "encoded / original"]
     table = [[escape.markdown(r.test), escape.markdown(r.name),
               *(cell(r, figures) for figures in FOOTPRINT_COLUMNS.values()),
-              f"{float(r.totals['encoded_weights']) / float(r.totals['original_weights']):.3f}"
-              if r.totals.get("original_weights") and "encoded_weights" in r.totals else ""] for r in rows]
+              "" if (ratio := compression(r.totals)) is None else f"{ratio:.3f}"] for r in rows]
     return ("\n**Footprint** (KiB, Vela's figures; traffic is per inference)\n\n"
             + tabulate(table, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
 

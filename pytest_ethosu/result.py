@@ -90,6 +90,15 @@ FIGURE = {f.name: f for f in FIGURES}
 TOTAL_METRICS = tuple(f.name for f in FIGURES if f.recorded)
 
 
+def compression(totals: Mapping[str, Number]) -> float | None:
+    """Vela's encoded weights over the model's original weights (0.95: 5% smaller), from a
+    result's, baseline's or report's totals; None without weights, or in totals written before
+    the weight figures were recorded."""
+    if not totals.get("original_weights") or "encoded_weights" not in totals:
+        return None
+    return float(totals["encoded_weights"]) / float(totals["original_weights"])
+
+
 @dataclass(frozen=True)
 class Layer(Row):
     """One row of Vela's per-layer report (``vela.Row``'s fields, as Vela wrote them) in the
@@ -263,9 +272,8 @@ class EstimateResult:
 
     @property
     def compression(self) -> float | None:
-        """Vela's encoded weights over the model's original weights (0.95: 5% smaller); None
-        for a model without weights on the NPU."""
-        return float(self.encoded_weights) / float(self.original_weights) if self.original_weights else None
+        """Vela's encoded weights over the model's original weights (``compression``)."""
+        return compression(self.totals())
 
     def totals(self) -> dict[str, Number]:
         return {name: getattr(self, name) for name in TOTAL_METRICS}

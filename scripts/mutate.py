@@ -421,6 +421,9 @@ MUTATIONS = (
              "pytest_ethosu/fixture.py", '"tolerances": tolerances}, *self._markers,',
              '"tolerances": tolerances}, self._marker,',
              ("tests/test_gate.py::test_stacked_markers_merge_their_tolerances_metric_by_metric",)),
+    Mutation("budget-not-annotated", "under GitHub Actions a check over budget gets an annotation",
+             "pytest_ethosu/report.py", "        if r.status not in FAILED:\n", "        if r.status is not Status.REGRESSED:\n",
+             ("tests/test_budget.py::test_a_budget_is_checked_without_a_baseline",)),
 )
 
 

@@ -163,7 +163,9 @@ def test_a_model_whose_weights_grow_fails_on_flash_naming_the_layers(
     assert json.loads(path.read_text())["totals"]["off_chip_flash_used"] == 30016
 
 
-def test_a_budget_is_checked_without_a_baseline(make_repo: Callable[[str], pytest.Pytester]) -> None:
+def test_a_budget_is_checked_without_a_baseline(make_repo: Callable[[str], pytest.Pytester],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
     repo = make_repo(FLASH)
     use(repo, "cpu.tflite")
     result = repo.runpytest("-p", "no:xdist", "--ethosu-budget=cpu_ops=0,sram_used=16KiB", "--ethosu-update")
@@ -176,6 +178,10 @@ def test_a_budget_is_checked_without_a_baseline(make_repo: Callable[[str], pytes
         "pytest --ethosu-update --ethosu-budget=cpu_ops=0,sram_used=16KiB test_models.py::test_net",
     ])
     result.stdout.fnmatch_lines(["test_net *OVER BUDGET cpu_ops 1 of 0"])
+    # under GitHub Actions, an annotation at the failing call's line
+    result.stdout.fnmatch_lines(["::error file=test_models.py,line=2,title=Ethos-U over budget%3A "
+                                 "models/current.tflite on ethos-u55-128::test_models.py::test_net default: "
+                                 "over budget: cpu_ops 1 of 0"])
     assert not (repo.path / "baselines").exists()  # nothing written, not even an .obtained file
 
 
@@ -262,6 +268,12 @@ def test_budgets_in_the_json_html_and_markdown_reports_and_after_a_merge(
     assert '<li class="over">over budget: sram_used 27.0 KiB of 16 KiB (169%); the layers that use it most: ' \
            "layer 2 DepthwiseConv2D net/dw1" in page
     assert '<li class="fits">off_chip_flash_used 0.0286 MiB of 1 MiB (3%)</li>' in page
+    # the card's footprint, in KiB, and the weights' compression, from the same totals
+    totals = entry["totals"]
+    assert f"· off-chip flash {totals['off_chip_flash_used'] / 1024:.1f} KiB" in page
+    assert f"· optimised model {totals['optimised_model_size'] / 1024:.1f} KiB" in page
+    assert f"· encoded weights {100 * totals['encoded_weights'] / totals['original_weights']:.1f}% of the original" \
+        in page
     notes = (repo.path / "r.md").read_text()
     assert "**Over budget**\n\n- test_models.py::test_net default: over budget\\: sram\\_used 27.0 KiB of 16 " \
            "KiB \\(169%\\)\n" in notes  # escaped as Markdown
