@@ -456,7 +456,7 @@ def top_layers_table(records: Iterable[Record], count: int, width: int) -> str:
             rows.setdefault((r.model_sha256 or r.model, r.accelerator, layer.index), (float(layer.cycles), r, layer))
     ranked = sorted(rows.values(), key=lambda item: -item[0])
     name_width = max(24, (width - 70) // 2)
-    cells = [[shorten(r.label.split("::", 1)[-1], name_width), shorten(r.model.rsplit("/", 1)[-1], 24),
+    cells = [[shorten_test(r.label.split("::", 1)[-1], name_width), shorten(r.model.rsplit("/", 1)[-1], 24),
               r.accelerator, layer.index, layer.op, shorten(layer.name, name_width),
               f"{layer.cycles:,.0f}", f"{layer.share:.1f}", f"{layer.mac_utilization:.1f}"]
              for _, r, layer in ranked[:count]]
